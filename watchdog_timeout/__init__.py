@@ -1,0 +1,26 @@
+"""watchdog-timeout: a hard time limit on any Python code.
+
+- ``deadline(seconds)``: a ``with`` block that interrupts the current thread.
+- ``remaining()``: seconds left before the innermost deadline, for native timeouts.
+- ``TimeoutExpired``: what a time limit that ran out raises.
+- ``async_raise`` and ``stop_thread``: raise an exception inside another thread.
+"""
+
+from ._async_raise import ThreadOrIdent, async_raise
+from ._errors import TimeoutExpired
+from ._scope import Deadline, deadline, remaining
+from ._seconds import Seconds
+from ._threads import stop_thread
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "Deadline",
+    "Seconds",
+    "ThreadOrIdent",
+    "TimeoutExpired",
+    "async_raise",
+    "deadline",
+    "remaining",
+    "stop_thread",
+)

@@ -1,0 +1,431 @@
+"""How an interrupt reaches a thread, and only while it runs the code it is meant for.
+
+Design notes
+------------
+An asynchronous exception lands at the target's next "eval breaker" check: where
+the thread is paused when it is sent, or, for a thread blocked in C, right after
+the C call returns.
+
+Things that don't work:
+
+- Sending whenever the scope is active: the thread may be inside our own
+  ``__enter__``/``__exit__`` bookkeeping, or past the end of its block.
+- Trusting that the next check point is inside the block: a C call that *fails*
+  (a socket timeout equal to ``remaining()``, a call unblocked by ``on_expire``)
+  carries its error to the scope's exit with no check point on the way, so the
+  pending interrupt lands at the entry of ``__exit__`` (3.11+) or in place of
+  calling it (3.9/3.10); either way ``__exit__`` never runs.
+- Raising into a blocked main thread: it stays blocked until its syscall returns.
+
+Solution:
+
+- The monitor sends only after looking at the target's stack (the target cannot
+  move while the monitor holds the GIL): no frame of our own bookkeeping on top
+  (``protect()`` registers it), the scope's frame on the stack and still inside
+  its ``with`` block (``_frames``). Otherwise it looks again shortly.
+- The main thread gets a signal instead, whose Python-level handler makes the same
+  checks *in* the main thread at the moment it would raise: a blocked syscall
+  returns with EINTR, runs the handler, and the handler raises or declines.
+- When the interpreter builds an interrupt for a pending exception, the delivery
+  hook (run in the target thread at the landing point) tags it with the scope it
+  belongs to (the outermost expiring scope that is running, as in trio) or, if
+  that scope's block has already ended, finishes the scope's exit itself and
+  returns a TimeoutExpired instead (``_LateTimeoutExpired``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from types import CodeType, FrameType
+from typing import Any, Callable, Protocol
+
+from . import _errors
+from ._async_raise import send_async_exc
+from ._errors import _Interrupt
+from ._frames import (
+    EDGE,
+    INSIDE,
+    LAZY,
+    OUTSIDE,
+    Marker,
+    landing,
+    may_be_exiting,
+    position,
+    resolve_marker,
+)
+from ._monitor import monitor
+from ._seconds import clock
+
+__all__ = (
+    "RETRY",
+    "REINJECT",
+    "ThreadState",
+    "current_state",
+    "deliver",
+    "protect",
+)
+
+#: Level-triggered: how often an interrupt is sent again while its scope is open.
+REINJECT = 0.05
+#: Our own bookkeeping was running in the target: look again this soon.
+RETRY = 0.001
+#: The scope's frame is a suspended generator: look again this late.
+POLL = 0.05
+#: How many times to wait for a loop to leave a back-edge that CPython's exception
+#: table misses (see ``_frames``) before interrupting there anyway; and for a frame
+#: seen at a call just past its block (about to run ``__exit__``, whose frame
+#: ``sys._current_frames()`` does not show yet) before deciding the block was left.
+PATIENCE = 20
+
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, ...
+
+
+class Scope(Protocol):
+    """What delivery needs from a scope (``_scope.Deadline``)."""
+
+    _thread: ThreadState | None
+    _owner: FrameType | None
+    _lasti: int
+    _marker: Marker
+    _edges: int
+    _exits: int
+
+    def _is_expiring(self) -> bool: ...
+
+    def _exit_late(self, cause: BaseException | None) -> BaseException: ...
+
+    def _discard(self) -> None: ...
+
+    def _rearm(self, when: float) -> None: ...
+
+
+class ThreadState:
+    """Per-thread record: the thread's open scopes and how to reach the code it runs.
+
+    Attributes:
+        scopes: Open scopes, outermost first.
+        sent: An asynchronous exception may be pending on this thread.
+        parent: For a worker running a call: the caller's state, whose scopes also
+            limit this thread.
+        delegate: The worker whose call this thread is waiting for: interrupts
+            for this thread's scopes go there.
+        boundary: For a worker: the frame that runs the call.
+    """
+
+    __slots__ = ("boundary", "delegate", "ident", "is_main", "parent", "scopes", "sent", "thread")
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self.thread = thread
+        self.ident: int = threading.get_ident()
+        self.is_main = thread is threading.main_thread()
+        self.scopes: list[Any] = []
+        self.sent = False
+        self.parent: ThreadState | None = None
+        self.delegate: ThreadState | None = None
+        self.boundary: FrameType | None = None
+
+
+_local = threading.local()
+
+
+def current_state() -> ThreadState:
+    """The calling thread's state, created on first use."""
+    try:
+        return _local.state  # type: ignore[no-any-return]
+    except AttributeError:
+        state = _local.state = ThreadState(threading.current_thread())
+        if state.is_main:
+            _install_wakeup(state)
+        return state
+
+
+def existing_state() -> ThreadState | None:
+    """The calling thread's state if it has one."""
+    return getattr(_local, "state", None)
+
+
+#: Code objects of our bookkeeping: an interrupt is never sent while one is running.
+PROTECTED: set[CodeType] = set()
+
+
+def protect(*functions: Callable[..., Any]) -> None:
+    """Register functions whose code an interrupt must not be sent into."""
+    for function in functions:
+        PROTECTED.add(function.__code__)
+
+
+def marker_of(scope: Scope) -> Marker:
+    """The scope's block marker, resolved on first use."""
+    marker = scope._marker
+    if marker == LAZY and scope._owner is not None:
+        marker = scope._marker = resolve_marker(scope._owner.f_code, scope._lasti)
+    return marker
+
+
+# What a look at a thread's stack says about a scope (EDGE, OUTSIDE: see _frames).
+DELIVER, DEFER, GONE = "deliver", "defer", "gone"
+
+
+def locate(
+    top: FrameType,
+    boundary: FrameType,
+    marker: Marker,
+    ours: bool,
+    *,
+    protected: bool = True,
+    after_pause: bool = False,
+) -> str:
+    """Where the thread whose innermost frame is ``top`` is, relative to a block.
+
+    ``boundary`` is the frame that runs the block (``ours``: a frame of our own
+    worker, which the interrupt must not land in). Returns DEFER while our
+    bookkeeping runs above the boundary (unless ``protected`` is False), EDGE or
+    OUTSIDE when the boundary frame is at a loop's uncovered back-edge or has left
+    the block, GONE when it is not on the stack. ``after_pause``: judge where an
+    asynchronous exception sent now would land (``_frames.landing``), rather than
+    where the thread is.
+    """
+    frame: FrameType | None = top
+    while frame is not None:
+        if frame is boundary:
+            if frame is top and ours and protected:
+                return DEFER
+            if after_pause and not ours:
+                where = landing(top, boundary, marker)
+            else:
+                where = position(frame, marker)
+            return DELIVER if where is INSIDE else where
+        if protected and frame.f_code in PROTECTED:
+            return DEFER
+        frame = frame.f_back
+    return GONE
+
+
+def _patiently(scope: Scope, where: str, boundary: FrameType) -> str:
+    """Turn a passing EDGE, or OUTSIDE at a call, into DEFER, up to PATIENCE times."""
+    if where is EDGE:
+        scope._edges += 1
+        if scope._edges <= PATIENCE:
+            return DEFER
+    elif where is OUTSIDE and may_be_exiting(boundary):
+        scope._exits += 1
+        if scope._exits <= PATIENCE:
+            return DEFER
+    return where
+
+
+def _gone_delay(boundary: FrameType) -> float | None:
+    # A suspended generator comes back; any other frame that left the stack is done.
+    return POLL if boundary.f_code.co_flags & _GENERATOR_FLAGS else None
+
+
+def deliver(
+    scope: Scope,
+    now: float,
+    send: Callable[[int, type[BaseException]], int] | None = send_async_exc,
+) -> float | None:
+    """Interrupt the code that runs ``scope``'s block; hold the monitor's lock.
+
+    Returns the delay until the next attempt, or None when the scope can never be
+    delivered to (its thread or frame is gone: the caller discards it).
+
+    Raises:
+        RuntimeError: The interpreter cannot raise in another thread.
+    """
+    if send is None:
+        raise RuntimeError("this interpreter cannot raise an exception in another thread")
+    state = scope._thread
+    owner = scope._owner
+    assert state is not None
+    assert owner is not None
+    leaf = state
+    while leaf.delegate is not None:
+        leaf = leaf.delegate
+    if leaf is state:
+        if leaf.is_main and _wakeup_ready():
+            # The handler decides in the main thread itself; see _on_wakeup_signal.
+            signal.pthread_kill(leaf.ident, _wakeup_signal)
+            return REINJECT
+        boundary, marker, ours = owner, marker_of(scope), False
+    else:
+        assert leaf.boundary is not None
+        boundary, marker, ours = leaf.boundary, None, True
+    top = sys._current_frames().get(leaf.ident)
+    if top is None:
+        return None
+    lasti = top.f_lasti
+    where = _patiently(scope, locate(top, boundary, marker, ours, after_pause=True), boundary)
+    if where is EDGE:
+        where = DELIVER  # a loop with no other check point: the hook repairs the exit
+    if where is DELIVER:
+        # Look again right before sending: the target moves only if this thread
+        # lost the GIL while it looked, and then the look is stale. No check
+        # point lies between this comparison and the C call.
+        if sys._current_frames().get(leaf.ident) is not top or top.f_lasti != lasti:
+            return RETRY
+        send(leaf.ident, _Interrupt)
+        leaf.sent = True
+        return REINJECT
+    if where is DEFER:
+        return RETRY
+    if where is OUTSIDE:
+        return None  # the block was left without its __exit__: nothing to interrupt
+    return _gone_delay(boundary)
+
+
+def _expiring(state: ThreadState, top: FrameType, protected: bool) -> list[tuple[Scope, str]]:
+    """The expiring scopes limiting ``state``'s thread, outermost first, with where each is."""
+    chain = []
+    link: ThreadState | None = state
+    while link is not None:
+        chain.append(link)
+        link = link.parent
+    found: list[tuple[Scope, str]] = []
+    for link in reversed(chain):
+        for scope in tuple(link.scopes):
+            if not scope._is_expiring():
+                continue
+            if link is not state:  # a caller's scope: this worker runs its call
+                assert state.boundary is not None
+                where = locate(top, state.boundary, None, True, protected=protected)
+            else:
+                assert scope._owner is not None
+                where = locate(top, scope._owner, marker_of(scope), False, protected=protected)
+            found.append((scope, where))
+    return found
+
+
+def _on_interpreter_delivery() -> object:
+    """The delivery hook: tag an interrupt built by the interpreter, or repair it."""
+    state = existing_state()
+    if state is None:
+        return None
+    state.sent = False  # it is being delivered: nothing pending any more
+    landing = sys._getframe(2)  # 0: this hook, 1: _Interrupt.__new__
+    for scope, where in _expiring(state, landing, protected=False):
+        if where is DELIVER or (where is OUTSIDE and _unwinding_into(scope)):
+            return scope
+        if where is OUTSIDE or where is EDGE:
+            # The block ended (a failing C call carried its error past the last
+            # check point), or the interrupt landed where CPython lets it escape
+            # the block: __exit__ will not run, so finish the exit here.
+            return scope._exit_late(sys.exc_info()[1])
+    return None
+
+
+def _unwinding_into(scope: Scope) -> bool:
+    """3.9/3.10: whether the interrupt is being normalized on its way into the scope's exit.
+
+    There the interpreter builds the exception object lazily, after it has popped
+    the scope's block to run its handler; an interrupt that landed late instead
+    replaces the exception the handler was given, whose traceback ends at the
+    frame's current instruction.
+    """
+    owner = scope._owner
+    if sys.version_info >= (3, 11) or owner is None:
+        return False
+    handled = sys.exc_info()[1]
+    tb = handled.__traceback__ if handled is not None else None
+    while tb is not None:
+        if tb.tb_frame is owner and tb.tb_lasti == owner.f_lasti:
+            return False
+        tb = tb.tb_next
+    return True
+
+
+_errors._delivery_hook = _on_interpreter_delivery
+
+
+# --- waking the main thread --------------------------------------------------
+
+
+def _choose_signal() -> int:
+    configured = os.environ.get("WATCHDOG_TIMEOUT_SIGNAL", "").strip()
+    if configured:
+        if configured.lower() in ("0", "none", "off"):
+            return 0
+        if configured.isdigit():
+            return int(configured)
+        return int(getattr(signal, configured.upper(), 0))
+    return int(getattr(signal, "SIGRTMAX", 2)) - 2 if hasattr(signal, "SIGRTMAX") else 0
+
+
+#: The signal sent to wake the main thread (0: none; WATCHDOG_TIMEOUT_SIGNAL overrides).
+_wakeup_signal = _choose_signal()
+_main_state: ThreadState | None = None
+
+
+def _install_wakeup(state: ThreadState) -> None:
+    """Install our handler for the wake-up signal, unless someone else uses it."""
+    global _main_state
+    _main_state = state
+    if not _wakeup_signal or not hasattr(signal, "pthread_kill"):
+        return
+    try:
+        if signal.getsignal(_wakeup_signal) in (signal.SIG_DFL, None):
+            signal.signal(_wakeup_signal, _on_wakeup_signal)
+    except (ValueError, OSError):  # not the main interpreter, or an invalid signal
+        pass
+
+
+def _wakeup_ready() -> bool:
+    return bool(_wakeup_signal) and signal.getsignal(_wakeup_signal) is _on_wakeup_signal
+
+
+def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
+    """Raise the interrupt in the main thread, if it runs the block it is meant for."""
+    state = _main_state
+    if state is None or frame is None:
+        return
+    for scope, seen in _expiring(state, frame, protected=True):
+        assert scope._owner is not None
+        where = _patiently(scope, seen, scope._owner)
+        if where is EDGE:
+            # A loop with no other check point: raising here skips __exit__.
+            raise scope._exit_late(None)
+        if where is DELIVER:
+            raise _Interrupt(scope=scope)
+        if where is DEFER:
+            _retry_soon(scope)
+            return
+        if where is OUTSIDE or (where is GONE and _gone_delay(scope._owner) is None):
+            scope._discard()  # its block was left without its exit: never deliver
+
+
+def _retry_soon(scope: Scope) -> None:
+    # Our bookkeeping may hold the lock in this very thread: never wait for it.
+    if monitor.lock.acquire(blocking=False):
+        try:
+            scope._rearm(clock() + RETRY)
+        finally:
+            monitor.lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _main_state
+    state = existing_state()
+    if state is not None:
+        state.ident = threading.get_ident()
+        state.is_main = state.thread is threading.main_thread()
+        if state.is_main:
+            _main_state = state
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+protect(
+    current_state,
+    existing_state,
+    marker_of,
+    locate,
+    _expiring,
+    _on_interpreter_delivery,
+    _unwinding_into,
+    _patiently,
+    _retry_soon,
+    _on_wakeup_signal,
+)

@@ -1,0 +1,139 @@
+"""The exceptions: what callers see, and what is injected into running code.
+
+Callers see :class:`TimeoutExpired`. Running code is interrupted with
+:class:`_Interrupt`, a private ``BaseException`` subclass, so that ``except
+Exception:`` in user or library code cannot swallow it; the scope whose time ran
+out turns it into ``TimeoutExpired`` (``raise ... from``) where the scope ends.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+__all__ = ("TimeoutExpired",)
+
+
+def _format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "no"
+    return f"{seconds:g}"
+
+
+class TimeoutExpired(TimeoutError):
+    """A time limit ran out before the limited code finished.
+
+    Raised by ``deadline()`` where its block ends and by ``@timeout`` in the
+    caller. It is a ``TimeoutError`` (and so an ``Exception``); what interrupted
+    the running code is chained to it as ``__cause__``.
+
+    Attributes:
+        seconds: The limit, in seconds, measured from the start of the limited code.
+        elapsed: Seconds from the start of the limited code until it was reported.
+        name: The label of the deadline or the qualified name of the function.
+        stopped: True if the limited code really stopped; False if it could not be
+            stopped (blocked in C code) and was left running in the background.
+    """
+
+    seconds: float | None
+    elapsed: float
+    name: str
+    stopped: bool
+
+    def __init__(
+        self,
+        seconds: float | None,
+        *,
+        elapsed: float = 0.0,
+        name: str = "deadline()",
+        stopped: bool = True,
+    ) -> None:
+        self.seconds = seconds
+        self.elapsed = elapsed
+        self.name = name
+        self.stopped = stopped
+        message = f"{name} exceeded its time limit of {_format_seconds(seconds)} seconds"
+        if not stopped:
+            message += " and could not be stopped: it is still running in the background"
+        super().__init__(message)
+        # OSError.__init__ ignores its arguments in classes whose __new__ is
+        # overridden (as in _LateTimeoutExpired); set them explicitly.
+        self.args = (message,)
+
+    def __reduce__(self) -> tuple[Callable[..., TimeoutExpired], tuple[Any, ...]]:
+        # The keyword-only constructor does not fit BaseException's default
+        # pickling; always rebuild the public class (see _LateTimeoutExpired).
+        return (
+            _rebuild_timeout_expired,
+            (self.seconds, self.elapsed, self.name, self.stopped),
+        )
+
+
+def _rebuild_timeout_expired(
+    seconds: float | None, elapsed: float, name: str, stopped: bool
+) -> TimeoutExpired:
+    return TimeoutExpired(seconds, elapsed=elapsed, name=name, stopped=stopped)
+
+
+# Set by _scope: called, in the interrupted thread, when the interpreter builds
+# an _Interrupt for a pending asynchronous exception. It returns the scope the
+# interrupt belongs to, or a replacement exception when the interrupt landed
+# after its block had already finished (see _scope).
+_delivery_hook: Callable[[], object] | None = None
+
+
+class _Interrupt(BaseException):
+    """Injected into code whose time ran out; turned into TimeoutExpired by its scope.
+
+    ``scope`` tags the interrupt with the scope that sent it, so that every scope
+    can tell its own interrupt from another one's without matching by class.
+    """
+
+    scope: object
+
+    def __new__(cls, *args: object, **kwargs: object) -> Any:
+        # The interpreter builds the instance itself (CPython without arguments,
+        # PyPy with a message); our code passes ``scope=`` to tag it directly.
+        if cls is _Interrupt and "scope" not in kwargs and _delivery_hook is not None:
+            found = _delivery_hook()
+            if isinstance(found, BaseException):
+                return found  # a replacement (see _LateTimeoutExpired)
+            instance = super().__new__(cls)
+            instance.scope = found
+            return instance
+        return super().__new__(cls)
+
+    def __init__(self, *args: object, scope: object = None, **kwargs: object) -> None:
+        super().__init__(*args)
+        if "scope" not in self.__dict__ or scope is not None:
+            self.scope = scope
+
+    def __str__(self) -> str:
+        return (
+            f"interrupt sent by {self.scope!r}; it is turned into TimeoutExpired where "
+            "that scope ends, and reaches other code only if it escaped its scope"
+        )
+
+
+class _LateTimeoutExpired(_Interrupt, TimeoutExpired):
+    """A TimeoutExpired produced where an interrupt landed after its block ended.
+
+    An asynchronous exception left pending while the thread was blocked in a C
+    call that then failed is raised at the entry of the scope's ``__exit__`` (or,
+    on 3.9/3.10, in place of calling it). The scope's exit then never runs, so the
+    delivery hook does its bookkeeping and raises this instead: an instance of both
+    classes, so that the interpreter keeps its exception type consistent and user
+    code catches it as TimeoutExpired.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # type.__call__ calls __init__ again, without arguments, on the instance
+        # that _Interrupt.__new__ returned: keep what the first call set.
+        if args or kwargs:
+            TimeoutExpired.__init__(self, *args, **kwargs)
+        self.scope = None
+
+    __str__ = TimeoutExpired.__str__
+
+
+_LateTimeoutExpired.__name__ = _LateTimeoutExpired.__qualname__ = "TimeoutExpired"
+_LateTimeoutExpired.__module__ = "watchdog_timeout"

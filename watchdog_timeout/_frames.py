@@ -1,0 +1,359 @@
+"""Where a frame is in its code: inside the ``with`` block of a scope, or past it.
+
+Design notes
+------------
+An interrupt must land inside the block it was meant for, and a frame on the stack
+is not enough to know that: the frame that entered a scope goes on running after
+the block (or after an exception skipped the block's ``__exit__``).
+
+What a block is: the region of code whose exceptions reach one handler. A scope
+records ``f_lasti`` of the frame that entered it (the ``BEFORE_WITH`` or
+``SETUP_WITH`` instruction, or a call such as ``ExitStack.enter_context``); the
+frame is inside the block while an exception raised at its current instruction
+would reach that block's handler.
+
+- CPython 3.11+: the code object's exception table maps instruction ranges to
+  handlers; follow handler to handler (nested handlers sit inside the block, some
+  of them moved to the end of the code object) until the block's own handler.
+- CPython 3.9/3.10: the frame's live block stack says which blocks are open, but
+  Python does not expose it: it is read through ctypes from the frame struct, whose
+  layout is fixed for those two versions.
+- Elsewhere (PyPy): a frame on the stack counts as inside.
+
+CPython 3.11+ leaves the back-edge jump of a loop written directly in a ``with``
+or ``try`` outside the block's exception-table range (python/cpython#108214,
+#130279): an interrupt raised there escapes the block without its ``__exit__``.
+``position()`` reports such a jump as EDGE, so that the interrupt is sent a moment
+later, when the loop is back inside the block.
+
+Up to 3.12 a thread that paused for the GIL raises a pending interrupt where it
+paused; 3.13 reads its "eval breaker" before pausing and raises at the *next*
+check point (measured: every time). ``landing()`` follows the bytecode from the
+pause to every check point it can reach next.
+"""
+
+from __future__ import annotations
+
+import dis
+import sys
+from types import CodeType, FrameType
+from typing import Any, Optional
+
+__all__ = (
+    "EDGE",
+    "INSIDE",
+    "LAZY",
+    "OUTSIDE",
+    "Marker",
+    "marker_at_enter",
+    "may_be_exiting",
+    "landing",
+    "position",
+    "resolve_marker",
+)
+
+#: Where a frame is relative to a block (see ``position``).
+INSIDE, EDGE, OUTSIDE = "inside", "edge", "outside"
+
+_EXCEPTION_TABLE = sys.version_info >= (3, 11)
+_BLOCK_STACK = sys.implementation.name == "cpython" and sys.version_info < (3, 11)
+_HANDLER_UNIT = 2 if sys.version_info >= (3, 10) else 1  # 3.10 counts instructions
+
+# (start, end, target) in bytes, end exclusive.
+_Table = list[tuple[int, int, int]]
+_tables: dict[CodeType, _Table] = {}
+# offset of each backward jump that checks for interrupts -> its target offset.
+_back_jumps: dict[CodeType, dict[int, int]] = {}
+
+#: What identifies a block: the handler offset, or None for "the whole frame".
+Marker = Optional[int]
+#: A marker that ``resolve_marker`` can compute later from the code and ``f_lasti``.
+LAZY = -1
+_resolved: dict[tuple[CodeType, int], Marker] = {}
+
+
+def _parse_exception_table(code: CodeType) -> _Table:
+    table = _tables.get(code)
+    if table is None:
+        raw = iter(code.co_exceptiontable)  # type: ignore[attr-defined]
+        table = []
+
+        def varint() -> int:
+            byte: int = next(raw)
+            value = byte & 63
+            while byte & 64:
+                byte = next(raw)
+                value = (value << 6) | (byte & 63)
+            return value
+
+        try:
+            while True:
+                start = varint() * 2
+                end = start + varint() * 2
+                target = varint() * 2
+                varint()  # depth and lasti flag
+                table.append((start, end, target))
+        except StopIteration:
+            pass
+        _tables[code] = table
+    return table
+
+
+def _handler_at(table: _Table, offset: int) -> int | None:
+    for start, end, target in table:
+        if start <= offset < end:
+            return target
+    return None
+
+
+_EXITING = frozenset(
+    name
+    for name in dis.opname
+    if name.startswith(("CALL", "PRECALL"))
+    or name in ("WITH_EXCEPT_START", "BEFORE_WITH", "SETUP_WITH")
+    # 3.9/3.10 check for interrupts between POP_BLOCK and the call of __exit__.
+    or (_BLOCK_STACK and name in ("POP_BLOCK", "LOAD_CONST", "DUP_TOP", "ROT_TWO"))
+)
+
+
+def may_be_exiting(frame: FrameType) -> bool:
+    """Whether ``frame`` may be on its way into a block's ``__exit__``.
+
+    ``sys._current_frames()`` does not show a callee's frame before it is complete,
+    so a thread about to run ``__exit__`` shows its caller at the call instruction
+    (or, on 3.9/3.10, at the instructions that prepare the call).
+    """
+    lasti = frame.f_lasti
+    return lasti >= 0 and dis.opname[frame.f_code.co_code[lasti]] in _EXITING
+
+
+def _back_jumps_of(code: CodeType) -> dict[int, int]:
+    jumps = _back_jumps.get(code)
+    if jumps is None:
+        jumps = _back_jumps[code] = {
+            instruction.offset: int(instruction.argval)
+            for instruction in dis.get_instructions(code)
+            if "JUMP_BACKWARD" in instruction.opname and "NO_INTERRUPT" not in instruction.opname
+        }
+    return jumps
+
+
+def _instruction_at(code: CodeType, offset: int) -> dis.Instruction | None:
+    for instruction in dis.get_instructions(code):
+        if instruction.offset == offset:
+            return instruction
+    return None
+
+
+def resolve_marker(code: CodeType, lasti: int) -> Marker:
+    """The marker of the block entered at ``lasti`` of ``code``, for a LAZY marker."""
+    key = (code, lasti)
+    if key in _resolved:
+        return _resolved[key]
+    marker: Marker = None
+    if _EXCEPTION_TABLE:
+        table = _parse_exception_table(code)
+        # After BEFORE_WITH the block starts at the next instruction; a call (such
+        # as ExitStack.enter_context) sits inside the block that holds the scope.
+        after_with = dis.opname[code.co_code[lasti]] == "BEFORE_WITH"
+        marker = _handler_at(table, lasti + 2 if after_with else lasti)
+    elif _BLOCK_STACK:
+        instruction = _instruction_at(code, lasti)
+        if instruction is not None:
+            marker = int(instruction.argval) // _HANDLER_UNIT
+    _resolved[key] = marker
+    return marker
+
+
+if _BLOCK_STACK:
+    import ctypes
+
+    _SETUP_FINALLY = dis.opmap["SETUP_FINALLY"]
+
+    class _TryBlock(ctypes.Structure):
+        _fields_ = [
+            ("b_type", ctypes.c_int),
+            ("b_handler", ctypes.c_int),
+            ("b_level", ctypes.c_int),
+        ]
+
+    _P = ctypes.c_void_p
+    _head: list[tuple[str, Any]] = [
+        ("ob_refcnt", ctypes.c_ssize_t),
+        ("ob_type", _P),
+        ("ob_size", ctypes.c_ssize_t),
+        ("f_back", _P),
+        ("f_code", _P),
+        ("f_builtins", _P),
+        ("f_globals", _P),
+        ("f_locals", _P),
+        ("f_valuestack", _P),
+    ]
+    _middle: list[tuple[str, Any]]
+    if sys.version_info < (3, 10):
+        _middle = [("f_stacktop", _P), ("f_trace", _P)]
+    else:
+        _middle = [("f_trace", _P), ("f_stackdepth", ctypes.c_int)]
+
+    class _FrameStruct(ctypes.Structure):
+        _fields_ = [  # Include/cpython/frameobject.h of 3.9 and 3.10
+            *_head,
+            *_middle,
+            ("f_trace_lines", ctypes.c_char),
+            ("f_trace_opcodes", ctypes.c_char),
+            ("f_gen", _P),
+            ("f_lasti", ctypes.c_int),
+            ("f_lineno", ctypes.c_int),
+            ("f_iblock", ctypes.c_int),
+            ("f_state", ctypes.c_char),
+            ("f_blockstack", _TryBlock * 20),
+        ]
+
+    def _open_handlers(frame: FrameType) -> list[int]:
+        struct = _FrameStruct.from_address(id(frame))
+        blocks = struct.f_blockstack
+        return [
+            blocks[i].b_handler
+            for i in range(min(struct.f_iblock, 20))
+            if blocks[i].b_type == _SETUP_FINALLY
+        ]
+
+    _SETUP_WITH = dis.opmap["SETUP_WITH"]
+
+    def marker_at_enter(frame: FrameType) -> Marker:
+        """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
+        if frame.f_code.co_code[frame.f_lasti] == _SETUP_WITH:
+            return LAZY  # SETUP_WITH pushes its block after __enter__ returns
+        # A call such as ExitStack.enter_context: the innermost block open now.
+        handlers = _open_handlers(frame)
+        return handlers[-1] if handlers else None
+
+    def position(frame: FrameType, marker: Marker) -> str:
+        """Whether ``frame`` is INSIDE the block identified by ``marker``, or OUTSIDE."""
+        return INSIDE if marker is None or marker in _open_handlers(frame) else OUTSIDE
+
+elif _EXCEPTION_TABLE:
+
+    def marker_at_enter(frame: FrameType) -> Marker:
+        """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
+        return LAZY
+
+    def _reaches(table: _Table, offset: int, marker: int) -> bool:
+        # Follow handler to handler: nested handlers sit inside the block.
+        for _ in range(len(table) + 1):  # bounded: handlers lead outwards
+            handler = _handler_at(table, offset)
+            if handler == marker:
+                return True
+            if handler is None or handler == offset:
+                return False
+            offset = handler
+        return False
+
+    def _position_at(code: CodeType, offset: int, marker: Marker) -> str:
+        if marker is None:
+            return INSIDE
+        table = _parse_exception_table(code)
+        if _reaches(table, offset, marker):
+            return INSIDE
+        target = _back_jumps_of(code).get(offset)
+        if target is not None and _reaches(table, target, marker):
+            return EDGE
+        return OUTSIDE
+
+    def position(frame: FrameType, marker: Marker) -> str:
+        """Whether ``frame`` is INSIDE the block identified by ``marker``, OUTSIDE it,
+        or at an EDGE: a loop's back-edge that the block's exception range misses."""
+        return _position_at(frame.f_code, frame.f_lasti, marker)
+
+else:
+
+    def marker_at_enter(frame: FrameType) -> Marker:
+        """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
+        return None
+
+    def position(frame: FrameType, marker: Marker) -> str:
+        """Whether ``frame`` is INSIDE the block identified by ``marker`` (always, here)."""
+        return INSIDE
+
+
+# --- 3.13+: where a pending interrupt lands after a pause --------------------
+
+_RAISES_AFTER_PAUSE = sys.version_info >= (3, 13)
+_CHECK_POINTS = frozenset(("CALL", "CALL_KW", "CALL_FUNCTION_EX", "JUMP_BACKWARD", "RESUME"))
+_UNCONDITIONAL = frozenset(("JUMP_FORWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP"))
+_LEAVES = frozenset(
+    ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE", "RERAISE", "RAISE_VARARGS", "END_ASYNC_FOR")
+)
+# (code, paused offset) -> (offsets of the next check points, whether the frame can
+# be left first)
+_next_points: dict[tuple[CodeType, int], tuple[tuple[int, ...], bool]] = {}
+
+
+def _next_check_points(code: CodeType, paused: int) -> tuple[tuple[int, ...], bool]:
+    key = (code, paused)
+    found = _next_points.get(key)
+    if found is not None:
+        return found
+    instructions = list(dis.get_instructions(code))
+    index_of = {instruction.offset: i for i, instruction in enumerate(instructions)}
+    start = index_of.get(paused)
+    points: set[int] = set()
+    leaves = start is None
+    if start is not None:
+        first = instructions[start]
+        # 3.13 checks before JUMP_BACKWARD jumps, and after a call returns.
+        pending = [index_of[first.argval] if first.opname == "JUMP_BACKWARD" else start + 1]
+        seen: set[int] = set()
+        while pending:
+            i = pending.pop()
+            while i < len(instructions) and i not in seen:
+                seen.add(i)
+                instruction = instructions[i]
+                name = instruction.opname
+                if name in _CHECK_POINTS:
+                    points.add(instruction.offset)
+                    break
+                if name in _LEAVES:
+                    leaves = True
+                    break
+                if instruction.opcode in dis.hasjrel or instruction.opcode in dis.hasjabs:
+                    target = index_of.get(instruction.argval)
+                    if target is None:
+                        leaves = True
+                        break
+                    if name in _UNCONDITIONAL:
+                        i = target
+                        continue
+                    pending.append(target)
+                i += 1
+            else:
+                if i >= len(instructions):
+                    leaves = True
+    found = _next_points[key] = (tuple(sorted(points)), leaves)
+    return found
+
+
+def landing(top: FrameType, boundary: FrameType, marker: Marker) -> str:
+    """Where an interrupt sent now, to a thread paused in ``top``, will land.
+
+    INSIDE when every next landing point lies in the block of ``boundary``; EDGE
+    otherwise. Up to 3.12 the thread raises where it paused: that is ``position``.
+    """
+    if not _RAISES_AFTER_PAUSE:
+        return position(boundary, marker)
+    frame: FrameType | None = top
+    while frame is not None:
+        code = frame.f_code
+        paused = frame.f_lasti
+        points, leaves = _next_check_points(code, paused)
+        if frame is boundary:
+            if frame is top and dis.opname[code.co_code[paused]].startswith("CALL"):
+                # Blocked in a C call, it raises when the call returns: here.
+                points = (*points, paused)
+            if leaves or any(_position_at(code, p, marker) is not INSIDE for p in points):
+                return EDGE
+            return INSIDE
+        if not leaves:
+            return INSIDE  # a callee of the block's frame: inside the block
+        frame = frame.f_back  # it may return first: look on in its caller
+    return EDGE

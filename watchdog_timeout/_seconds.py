@@ -1,0 +1,46 @@
+"""Validating durations, and the clock every deadline is measured on."""
+
+from __future__ import annotations
+
+import decimal
+import math
+import numbers
+import time
+from typing import Callable, Union
+
+__all__ = ("Seconds", "check_seconds", "clock")
+
+#: What a duration parameter accepts: a real number of seconds, or None for no limit.
+Seconds = Union[float, int, decimal.Decimal, None]
+
+#: The clock of every deadline: monotonic, in seconds. Absolute times on it are ``when``.
+clock: Callable[[], float] = time.monotonic
+
+
+def check_seconds(value: object, name: str = "seconds") -> float | None:
+    """Return ``value`` as a float number of seconds, or None for "no limit".
+
+    None and ``inf`` mean no limit; 0 means at once.
+
+    Raises:
+        TypeError: ``value`` is not a real number (``bool`` and ``str`` included).
+        ValueError: ``value`` is negative or NaN.
+    """
+    if value is None:
+        return None
+    value_type = type(value)
+    if (value_type is not float and value_type is not int) and (
+        isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal))
+    ):
+        raise TypeError(
+            f"`{name}` must be a number of seconds or None, got {value!r} ({value_type.__name__})"
+        )
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf if value > 0 else -math.inf  # type: ignore[operator]
+    if seconds >= 0.0:
+        return None if seconds == math.inf else seconds
+    if math.isnan(seconds):
+        raise ValueError(f"`{name}` must be a number of seconds, not NaN, got {value!r}")
+    raise ValueError(f"`{name}` must be non-negative, got {value!r}")
