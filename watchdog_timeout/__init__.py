@@ -7,7 +7,7 @@
 """
 
 from ._async_raise import ThreadOrIdent, async_raise
-from ._errors import TimeoutExpired
+from ._errors import ProcessCrashed, TimeoutExpired
 from ._scope import Deadline, deadline, remaining
 from ._seconds import Seconds
 from ._threads import stop_thread
@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = (
     "Deadline",
+    "ProcessCrashed",
     "Seconds",
     "ThreadOrIdent",
     "TimeoutExpired",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ("TimeoutExpired",)
+__all__ = ("ProcessCrashed", "TimeoutExpired")
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -72,6 +72,52 @@ def _rebuild_timeout_expired(
     seconds: float | None, elapsed: float, name: str, stopped: bool
 ) -> TimeoutExpired:
     return TimeoutExpired(seconds, elapsed=elapsed, name=name, stopped=stopped)
+
+
+class ProcessCrashed(RuntimeError):
+    """The child process running an ``isolation="process"`` call died on its own.
+
+    A crash, a signal from elsewhere or the OOM killer: not a timeout.
+
+    Attributes:
+        name: The qualified name of the function, with ``()``.
+        exitcode: The child's exit code, or None if a signal killed it.
+        signal: The number of the signal that killed it, or None.
+    """
+
+    name: str
+    exitcode: Optional[int]
+    signal: Optional[int]
+
+    def __init__(
+        self, name: str, *, exitcode: Optional[int] = None, signal: Optional[int] = None
+    ) -> None:
+        self.name = name
+        self.exitcode = exitcode
+        self.signal = signal
+        if signal is not None:
+            how = f"was killed by {_signal_name(signal)} (signal {signal})"
+        else:
+            how = f"exited with code {exitcode} before returning a result"
+        super().__init__(f"the process running {name} {how}")
+
+    def __reduce__(self) -> tuple[Callable[..., ProcessCrashed], tuple[Any, ...]]:
+        return (_rebuild_process_crashed, (self.name, self.exitcode, self.signal))
+
+
+def _rebuild_process_crashed(
+    name: str, exitcode: Optional[int], signal: Optional[int]
+) -> ProcessCrashed:
+    return ProcessCrashed(name, exitcode=exitcode, signal=signal)
+
+
+def _signal_name(number: int) -> str:
+    import signal  # noqa: PLC0415 (only for a message)
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 # Set by _scope: called, in the interrupted thread, when the interpreter builds
