@@ -86,11 +86,11 @@ class ProcessCrashed(RuntimeError):
     """
 
     name: str
-    exitcode: Optional[int]
-    signal: Optional[int]
+    exitcode: int | None
+    signal: int | None
 
     def __init__(
-        self, name: str, *, exitcode: Optional[int] = None, signal: Optional[int] = None
+        self, name: str, *, exitcode: int | None = None, signal: int | None = None
     ) -> None:
         self.name = name
         self.exitcode = exitcode
@@ -106,7 +106,7 @@ class ProcessCrashed(RuntimeError):
 
 
 def _rebuild_process_crashed(
-    name: str, exitcode: Optional[int], signal: Optional[int]
+    name: str, exitcode: int | None, signal: int | None
 ) -> ProcessCrashed:
     return ProcessCrashed(name, exitcode=exitcode, signal=signal)
 
