@@ -32,6 +32,7 @@ when the function is called; importing this module always works.
 
 from __future__ import annotations
 
+import struct
 import sys
 import threading
 from typing import Callable, Union
@@ -45,6 +46,9 @@ __all__ = (
     "send_async_exc",
     "withdraw_async_exc",
 )
+
+#: The largest ident the C call can take: an ``unsigned long``.
+_MAX_IDENT = 2 ** (8 * struct.calcsize("L")) - 1
 
 #: A thread, as a ``threading.Thread`` or as its ``ident``.
 ThreadOrIdent = Union[threading.Thread, int]
@@ -147,6 +151,11 @@ def _check_target(thread_or_ident: object) -> int:
         ident = thread_or_ident
         if ident <= 0:
             raise ValueError(f"`thread_or_ident` must be a positive thread ident, got {ident}")
+        if ident > _MAX_IDENT:
+            # ctypes would silently truncate it to some other thread's ident.
+            raise ValueError(
+                f"`thread_or_ident` must be a thread ident of at most {_MAX_IDENT}, got {ident}"
+            )
     else:
         raise TypeError(
             "`thread_or_ident` must be a threading.Thread or a thread ident, "

@@ -96,7 +96,7 @@ class ProcessCrashed(RuntimeError):
         self.exitcode = exitcode
         self.signal = signal
         if signal is not None:
-            how = f"was killed by {_signal_name(signal)} (signal {signal})"
+            how = f"was killed by {_signal_name(signal)}"
         else:
             how = f"exited with code {exitcode} before returning a result"
         super().__init__(f"the process running {name} {how}")
@@ -105,9 +105,7 @@ class ProcessCrashed(RuntimeError):
         return (_rebuild_process_crashed, (self.name, self.exitcode, self.signal))
 
 
-def _rebuild_process_crashed(
-    name: str, exitcode: int | None, signal: int | None
-) -> ProcessCrashed:
+def _rebuild_process_crashed(name: str, exitcode: int | None, signal: int | None) -> ProcessCrashed:
     return ProcessCrashed(name, exitcode=exitcode, signal=signal)
 
 
@@ -115,7 +113,7 @@ def _signal_name(number: int) -> str:
     import signal  # noqa: PLC0415 (only for a message)
 
     try:
-        return signal.Signals(number).name
+        return f"{signal.Signals(number).name} (signal {number})"
     except ValueError:
         return f"signal {number}"
 

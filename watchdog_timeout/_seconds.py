@@ -39,8 +39,10 @@ def check_seconds(value: object, name: str = "seconds") -> float | None:
         seconds = float(value)  # type: ignore[arg-type]
     except OverflowError:  # an int too large for a float
         seconds = math.inf if value > 0 else -math.inf  # type: ignore[operator]
+    except ValueError:  # Decimal('sNaN')
+        seconds = math.nan
     if seconds >= 0.0:
-        return None if seconds == math.inf else seconds
+        return None if seconds == math.inf else seconds + 0.0  # -0.0 becomes 0.0
     if math.isnan(seconds):
         raise ValueError(f"`{name}` must be a number of seconds, not NaN, got {value!r}")
     raise ValueError(f"`{name}` must be non-negative, got {value!r}")
