@@ -203,7 +203,10 @@ class Deadline:
             with monitor.lock:
                 if self._when is not None:
                     self._entry = monitor.schedule(self._when, self)
-                state.scopes.append(self)
+                scopes = state.scopes
+                while scopes and scopes[-1]._state is _FINISHED:
+                    scopes.pop()  # left behind by an exit that an exception cut short
+                scopes.append(self)
                 self._state = _ACTIVE
         except BaseException:
             self._discard()
@@ -240,10 +243,12 @@ class Deadline:
                         f"({state.thread.name if state else None!r})"
                     )
                 self._state = _FINISHED
-                self._ended = clock()
-                self._leave(state)
-                if withdrawn and state is not None:
-                    self._resend_outer(state)
+                try:
+                    self._ended = clock()
+                    if withdrawn and state is not None:
+                        self._resend_outer(state)
+                finally:  # an exception from elsewhere must not leave it registered
+                    self._leave(state)
         if before is not _ACTIVE and before is not _EXPIRING:
             raise RuntimeError(f"Deadline cannot be exited: it is {before.value}")
         if exc is None:
@@ -333,6 +338,10 @@ class Deadline:
     def alarm(self, now: float) -> Callable[[], None] | None:
         """Called by the monitor, with its lock held, when the entry's time comes."""
         self._entry = None
+        if self._state is _FINISHED or self._state is _EXPIRED:
+            if self._thread is not None and self in self._thread.scopes:
+                self._thread.scopes.remove(self)  # an exit cut short by an exception
+            return None
         if self._state is _ACTIVE:
             if self._on_expire_due:
                 self._on_expire_due = False
@@ -489,6 +498,8 @@ def remaining() -> float | None:
     while link is not None:
         for scope in tuple(link.scopes):
             when = scope._when
+            if scope._state is not _ACTIVE and scope._state is not _EXPIRING:
+                continue
             if when is not None and (earliest is None or when < earliest):
                 earliest = when
         link = link.parent
