@@ -1,0 +1,633 @@
+"""The monitor: the deadline heap, its thread, fork and interpreter shutdown.
+
+The heap's logic runs against a fake clock with ``start_thread=False`` (no thread, no
+sleeping): ordering, lazy cancellation and compaction, wake-up requests, and
+``run_due()`` (alarms under the lock, follow-ups without it, failures logged). Then a
+real monitor thread (a fresh ``Monitor()``, stopped at the end), a fork in a
+subprocess (the child gets a new monitor thread that still fires its deadline), and
+interpreter shutdown with deadlines armed in daemon threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Callable
+
+import pytest
+from helpers import assert_takes_about
+
+from watchdog_timeout._monitor import Monitor
+
+# --- test doubles ---------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Target:
+    """An alarm target that records its alarms (and can raise or return a follow-up)."""
+
+    def __init__(
+        self,
+        name: str,
+        log: list[tuple[str, float]] | None = None,
+        *,
+        raises: BaseException | None = None,
+        follow_up: Callable[[], None] | None = None,
+        monitor: Monitor | None = None,
+    ) -> None:
+        self.name = name
+        self.log = log if log is not None else []
+        self.raises = raises
+        self.follow_up = follow_up
+        self.monitor = monitor
+        self.lock_held: list[bool] = []
+        self.fired = threading.Event()
+
+    def alarm(self, now: float) -> Callable[[], None] | None:
+        if self.monitor is not None:
+            self.lock_held.append(self.monitor.lock.locked())
+        self.log.append((self.name, now))
+        self.fired.set()
+        if self.raises is not None:
+            raise self.raises
+        return self.follow_up
+
+    def __repr__(self) -> str:
+        return f"Target({self.name!r})"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def heap(clock: FakeClock) -> Monitor:
+    """A monitor with a fake clock and no thread."""
+    return Monitor(clock, start_thread=False)
+
+
+@pytest.fixture
+def live() -> Iterator[Monitor]:
+    """A fresh monitor with a real thread, stopped (and checked) at the end."""
+    monitor = Monitor()
+    yield monitor
+    monitor.stop(timeout=5.0)
+    thread = monitor._thread
+    assert thread is None or not thread.is_alive(), "stop() did not end the monitor thread"
+
+
+def _names(targets: Sequence[object]) -> list[str]:
+    return [t.name for t in targets if isinstance(t, Target)]
+
+
+def _thread_of(monitor: Monitor) -> threading.Thread | None:
+    # A function, not the attribute: mypy would narrow the attribute between calls.
+    return monitor._thread
+
+
+def _wake_pending(monitor: Monitor) -> bool:
+    return monitor._wake_pending
+
+
+# --- the heap ---------------------------------------------------------------------------
+
+
+def test_monitor_without_thread_starts_none(heap: Monitor) -> None:
+    before = set(threading.enumerate())
+    with heap.lock:
+        heap.schedule(1.0, Target("a"))
+    assert heap._thread is None
+    assert set(threading.enumerate()) == before
+
+
+def test_monitor_pop_due_returns_due_targets_earliest_first(heap: Monitor) -> None:
+    with heap.lock:
+        for when, name in [(5.0, "e"), (1.0, "a"), (3.0, "c"), (2.0, "b"), (4.0, "d")]:
+            heap.schedule(when, Target(name))
+        assert _names(heap.pop_due(0.5)) == []
+        assert _names(heap.pop_due(3.0)) == ["a", "b", "c"]  # `when <= now` is due
+        assert len(heap) == 2
+        assert _names(heap.pop_due(math.inf)) == ["d", "e"]
+        assert len(heap) == 0
+
+
+def test_monitor_pop_due_ties_in_insertion_order(heap: Monitor) -> None:
+    names = [f"t{i}" for i in range(50)]
+    with heap.lock:
+        for name in names:
+            heap.schedule(7.0, Target(name))
+        heap.schedule(6.0, Target("first"))
+        assert _names(heap.pop_due(7.0)) == ["first", *names]
+
+
+def test_monitor_schedule_returns_the_entry(heap: Monitor) -> None:
+    target = Target("a")
+    with heap.lock:
+        entry = heap.schedule(3.0, target)
+    assert entry[0] == 3.0
+    assert entry[2] is target
+
+
+def test_monitor_cancel_is_lazy(heap: Monitor) -> None:
+    with heap.lock:
+        first = heap.schedule(1.0, Target("a"))
+        heap.schedule(2.0, Target("b"))
+        heap.cancel(first)
+        assert len(heap) == 1
+        assert len(heap._heap) == 2  # still in the heap
+        assert heap.next_when() == 1.0  # dead entries count for next_when
+        heap.cancel(first)  # twice: counted once
+        assert len(heap) == 1
+        assert _names(heap.pop_due(5.0)) == ["b"]
+        assert len(heap) == 0
+        assert heap._heap == []
+        assert heap._dead == 0
+
+
+def test_monitor_cancel_after_firing_changes_nothing(heap: Monitor) -> None:
+    with heap.lock:
+        fired = heap.schedule(1.0, Target("a"))
+        heap.schedule(2.0, Target("b"))
+        assert _names(heap.pop_due(1.0)) == ["a"]
+        heap.cancel(fired)
+        assert len(heap) == 1
+        assert heap._dead == 0
+        assert _names(heap.pop_due(2.0)) == ["b"]
+
+
+def test_monitor_len_counts_live_entries(heap: Monitor) -> None:
+    with heap.lock:
+        entries = [heap.schedule(float(i), Target(str(i))) for i in range(10)]
+        for count, entry in enumerate(entries[::2], start=1):
+            heap.cancel(entry)
+            assert len(heap) == 10 - count
+
+
+def test_monitor_compacts_when_more_than_half_is_dead(heap: Monitor) -> None:
+    with heap.lock:
+        entries = [heap.schedule(float(i), Target(f"t{i}")) for i in range(200)]
+        # Cancel every other entry, then more: compaction at the 101st dead one.
+        order = entries[::2] + entries[1::2]
+        for entry in order[:100]:
+            heap.cancel(entry)
+        assert len(heap._heap) == 200  # exactly half dead: not yet
+        heap.cancel(order[100])
+        assert len(heap._heap) == 99
+        assert heap._dead == 0
+        assert len(heap) == 99
+        live = [f"t{i}" for i in range(3, 200, 2)]
+        assert _names(heap.pop_due(math.inf)) == live
+
+
+def test_monitor_does_not_compact_small_heaps(heap: Monitor) -> None:
+    with heap.lock:
+        entries = [heap.schedule(float(i), Target(f"t{i}")) for i in range(100)]
+        for entry in entries[:64]:
+            heap.cancel(entry)
+        assert len(heap._heap) == 100  # 64 dead: not beyond the minimum
+        assert len(heap) == 36
+        heap.cancel(entries[64])
+        assert len(heap._heap) == 35  # the 65th: beyond it, and more than half
+        assert _names(heap.pop_due(math.inf)) == [f"t{i}" for i in range(65, 100)]
+
+
+def test_monitor_never_compacts_below_the_minimum(heap: Monitor) -> None:
+    with heap.lock:
+        entries = [heap.schedule(float(i), Target(f"t{i}")) for i in range(66)]
+        for entry in entries[:64]:
+            heap.cancel(entry)
+        assert len(heap._heap) == 66
+        assert _names(heap.pop_due(math.inf)) == ["t64", "t65"]
+        assert heap._dead == 0
+
+
+def test_monitor_compaction_keeps_working_afterwards(heap: Monitor) -> None:
+    with heap.lock:
+        entries = [heap.schedule(float(i), Target(f"t{i}")) for i in range(300)]
+        for entry in entries[:250]:
+            heap.cancel(entry)
+        heap.schedule(0.5, Target("early"))
+        assert len(heap) == 51
+        assert _names(heap.pop_due(260.0)) == ["early"] + [f"t{i}" for i in range(250, 261)]
+        assert len(heap) == 39
+        assert len(heap._heap) - heap._dead == 39
+
+
+def test_monitor_next_when(heap: Monitor) -> None:
+    with heap.lock:
+        assert heap.next_when() == math.inf
+        heap.schedule(4.0, Target("a"))
+        heap.schedule(2.0, Target("b"))
+        assert heap.next_when() == 2.0
+        heap.pop_due(math.inf)
+        assert heap.next_when() == math.inf
+
+
+# --- wake-up requests ---------------------------------------------------------------
+
+
+def _pretend_thread_running(monitor: Monitor) -> None:
+    # schedule() requests a wake-up only from a monitor that has a thread; a
+    # Thread object that never runs stands in for it.
+    monitor._thread = threading.Thread(target=lambda: None, name="watchdog_timeout-fake")
+
+
+def _consume_wake(monitor: Monitor) -> bool:
+    """What the monitor thread does when woken; whether a wake-up was pending."""
+    woken = monitor._wake.acquire(blocking=False)
+    if woken:
+        with monitor.lock:
+            monitor._wake_pending = False
+    return woken
+
+
+def test_monitor_wakes_only_for_a_new_earliest_entry(heap: Monitor) -> None:
+    _pretend_thread_running(heap)
+    assert heap._next_wake == math.inf
+    assert not _consume_wake(heap)
+    with heap.lock:
+        heap.schedule(10.0, Target("a"))
+    assert heap._next_wake == 10.0
+    assert _wake_pending(heap)
+    assert _consume_wake(heap)
+    with heap.lock:
+        heap.schedule(20.0, Target("later"))
+        heap.schedule(10.0, Target("tie"))
+    assert heap._next_wake == 10.0
+    assert not _wake_pending(heap)
+    assert not _consume_wake(heap)
+    with heap.lock:
+        heap.schedule(5.0, Target("earlier"))
+    assert heap._next_wake == 5.0
+    assert _wake_pending(heap)
+    assert _consume_wake(heap)
+
+
+def test_monitor_wakes_once_while_a_wake_up_is_pending(heap: Monitor) -> None:
+    _pretend_thread_running(heap)
+    with heap.lock:
+        heap.schedule(10.0, Target("a"))
+        heap.schedule(5.0, Target("b"))  # releasing the wake lock twice would raise
+        heap.schedule(1.0, Target("c"))
+    assert heap._next_wake == 1.0
+    assert _consume_wake(heap)
+    assert not _consume_wake(heap)
+
+
+def test_monitor_without_thread_requests_no_wake_up(heap: Monitor) -> None:
+    with heap.lock:
+        heap.schedule(10.0, Target("a"))
+    assert heap._next_wake == 10.0
+    assert not _wake_pending(heap)
+    assert not _consume_wake(heap)
+
+
+def test_monitor_run_due_sets_next_wake(heap: Monitor, clock: FakeClock) -> None:
+    _pretend_thread_running(heap)
+    with heap.lock:
+        heap.schedule(100.5, Target("a"))
+        heap.schedule(101.0, Target("b"))
+    _consume_wake(heap)
+    clock.now = 100.7
+    assert heap.run_due() == 101.0
+    assert heap._next_wake == 101.0
+    # Not earlier than the next wake-up: no request.
+    with heap.lock:
+        heap.schedule(102.0, Target("c"))
+    assert not _wake_pending(heap)
+    clock.now = 200.0
+    assert heap.run_due() == math.inf
+    assert heap._next_wake == math.inf
+
+
+# --- run_due ------------------------------------------------------------------------
+
+
+def test_monitor_run_due_alarms_due_targets_with_the_lock_held(
+    heap: Monitor, clock: FakeClock
+) -> None:
+    log: list[tuple[str, float]] = []
+    targets = [Target(name, log, monitor=heap) for name in ("a", "b", "c")]
+    with heap.lock:
+        heap.schedule(101.0, targets[1])
+        heap.schedule(100.5, targets[0])
+        heap.schedule(105.0, targets[2])
+    assert heap.run_due() == 100.5  # nothing due at 100.0
+    assert log == []
+    clock.now = 101.0
+    assert heap.run_due() == 105.0
+    assert log == [("a", 101.0), ("b", 101.0)]  # called with the time read once
+    assert targets[0].lock_held == [True]
+    assert targets[1].lock_held == [True]
+    assert not heap.lock.locked()
+    with heap.lock:
+        assert len(heap) == 1
+
+
+def test_monitor_run_due_runs_follow_ups_without_the_lock(heap: Monitor, clock: FakeClock) -> None:
+    events: list[str] = []
+    lock_held: list[bool] = []
+
+    def follow_up(name: str) -> Callable[[], None]:
+        def run() -> None:
+            lock_held.append(heap.lock.locked())
+            events.append(f"follow-up {name}")
+
+        return run
+
+    class Recording(Target):
+        def alarm(self, now: float) -> Callable[[], None] | None:
+            events.append(f"alarm {self.name}")
+            return super().alarm(now)
+
+    with heap.lock:
+        heap.schedule(100.0, Recording("a", follow_up=follow_up("a")))
+        heap.schedule(100.0, Recording("b"))  # returns None: no follow-up
+        heap.schedule(100.0, Recording("c", follow_up=follow_up("c")))
+    heap.run_due()
+    assert events == ["alarm a", "alarm b", "alarm c", "follow-up a", "follow-up c"]
+    assert lock_held == [False, False]
+
+
+def test_monitor_run_due_follow_up_can_schedule(heap: Monitor, clock: FakeClock) -> None:
+    # A follow-up takes the lock itself (as on_expire's rescheduling does).
+    later = Target("later")
+
+    def follow_up() -> None:
+        with heap.lock:
+            heap.schedule(clock.now + 1.0, later)
+
+    with heap.lock:
+        heap.schedule(100.0, Target("a", follow_up=follow_up))
+    assert heap.run_due() == 101.0
+    clock.now = 101.0
+    heap.run_due()
+    assert later.log == [("later", 101.0)]
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("boom"), SystemExit(3), KeyboardInterrupt()], ids=repr
+)
+def test_monitor_run_due_logs_an_alarm_that_raises(
+    heap: Monitor, caplog: pytest.LogCaptureFixture, error: BaseException
+) -> None:
+    log: list[tuple[str, float]] = []
+    with heap.lock:
+        heap.schedule(99.0, Target("before", log))
+        heap.schedule(99.5, Target("bad", log, raises=error))
+        heap.schedule(100.0, Target("after", log))
+    with caplog.at_level(logging.ERROR, logger="watchdog_timeout"):
+        assert heap.run_due() == math.inf  # not raised
+    assert [name for name, _ in log] == ["before", "bad", "after"]
+    records = [r for r in caplog.records if r.name == "watchdog_timeout"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.ERROR
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[1] is error
+    assert not heap.lock.locked()
+
+
+@pytest.mark.parametrize("error", [ValueError("boom"), SystemExit(3)], ids=repr)
+def test_monitor_run_due_logs_a_follow_up_that_raises(
+    heap: Monitor, caplog: pytest.LogCaptureFixture, error: BaseException
+) -> None:
+    ran: list[str] = []
+
+    def bad() -> None:
+        ran.append("bad")
+        raise error
+
+    with heap.lock:
+        heap.schedule(100.0, Target("a", follow_up=bad))
+        heap.schedule(100.0, Target("b", follow_up=lambda: ran.append("good")))
+    with caplog.at_level(logging.ERROR, logger="watchdog_timeout"):
+        heap.run_due()
+    assert ran == ["bad", "good"]
+    records = [r for r in caplog.records if r.name == "watchdog_timeout"]
+    assert len(records) == 1
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[1] is error
+
+
+def test_monitor_run_due_skips_cancelled_entries(heap: Monitor, clock: FakeClock) -> None:
+    log: list[tuple[str, float]] = []
+    with heap.lock:
+        entry = heap.schedule(99.0, Target("cancelled", log))
+        heap.schedule(99.5, Target("kept", log))
+        heap.cancel(entry)
+    heap.run_due()
+    assert log == [("kept", 100.0)]
+    with heap.lock:
+        assert heap._dead == 0
+        assert heap._heap == []
+
+
+# --- the real thread ------------------------------------------------------------------
+
+
+def test_monitor_thread_starts_lazily_named_and_daemon(live: Monitor) -> None:
+    assert _thread_of(live) is None
+    target = Target("a")
+    with live.lock:
+        live.schedule(live.clock() + 60.0, target)
+    thread = _thread_of(live)
+    assert thread is not None
+    assert thread.name == "watchdog_timeout-monitor"
+    assert thread.daemon
+    assert thread.is_alive()
+    with live.lock:
+        live.schedule(live.clock() + 30.0, Target("b"))
+    assert _thread_of(live) is thread  # one thread for every entry
+
+
+def test_monitor_thread_fires_alarms_on_time(live: Monitor) -> None:
+    fired: list[tuple[str, float]] = []
+    start = live.clock()
+    targets = [Target(name, fired) for name in ("a", "b")]
+    with assert_takes_about(0.3):
+        with live.lock:
+            live.schedule(start + 0.3, targets[1])
+            live.schedule(start + 0.15, targets[0])
+        assert targets[1].fired.wait(10)
+    assert [name for name, _ in fired] == ["a", "b"]
+    assert fired[0][1] >= start + 0.15
+    assert fired[1][1] >= start + 0.3
+
+
+def test_monitor_thread_is_woken_by_an_earlier_entry(live: Monitor) -> None:
+    with live.lock:
+        live.schedule(live.clock() + 30.0, Target("late"))
+    time.sleep(0.05)  # the thread now sleeps until the late entry
+    early = Target("early")
+    with assert_takes_about(0.1):
+        with live.lock:
+            live.schedule(live.clock() + 0.1, early)
+        assert early.fired.wait(10)
+
+
+def test_monitor_thread_survives_a_raising_alarm(
+    live: Monitor, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = Target("bad", raises=RuntimeError("alarm failed"))
+    good = Target("good")
+    with caplog.at_level(logging.ERROR, logger="watchdog_timeout"):
+        with live.lock:
+            live.schedule(live.clock() + 0.05, bad)
+        assert bad.fired.wait(10)
+        with live.lock:
+            live.schedule(live.clock() + 0.05, good)
+        assert good.fired.wait(10)
+    assert any(
+        r.exc_info is not None and r.exc_info[1] is bad.raises
+        for r in caplog.records
+        if r.name == "watchdog_timeout"
+    )
+    assert live._thread is not None
+    assert live._thread.is_alive()
+
+
+def test_monitor_stop_joins_the_thread(live: Monitor) -> None:
+    fired = Target("never")
+    with live.lock:
+        live.schedule(live.clock() + 0.3, fired)
+    thread = live._thread
+    assert thread is not None
+    live.stop()
+    assert not thread.is_alive()
+    assert not fired.fired.wait(0.5)  # armed entries stop firing
+
+
+def test_monitor_stopped_before_use_starts_no_thread() -> None:
+    monitor = Monitor()
+    monitor.stop()
+    with monitor.lock:
+        monitor.schedule(monitor.clock() + 0.01, Target("a"))
+    assert monitor._thread is None
+
+
+# --- fork and shutdown, in subprocesses ----------------------------------------------
+
+
+def _run_script(script: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_monitor_restarts_in_a_forked_child() -> None:
+    # The child inherits the armed deadline but not the monitor thread: it must get a
+    # new one, or its busy loop runs to the end (exit 1) instead of timing out (exit 0).
+    done = _run_script(
+        """
+        import os, sys, time, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        from watchdog_timeout import TimeoutExpired, deadline
+        from watchdog_timeout._monitor import monitor
+
+        def spin(seconds):
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                pass
+
+        parent_thread = None
+        pid = -1
+        try:
+            with deadline(0.3):
+                parent_thread = monitor._thread
+                pid = os.fork()
+                if pid == 0:
+                    assert monitor._thread is not parent_thread, "no new monitor thread"
+                    spin(5.0)
+        except TimeoutExpired:
+            if pid == 0:
+                os._exit(0)
+            sys.exit("the parent timed out")
+        except BaseException as exc:
+            if pid == 0:
+                print("child:", repr(exc), file=sys.stderr, flush=True)
+                os._exit(2)
+            raise
+        if pid == 0:
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 99)
+        """
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr)
+
+
+def test_monitor_shutdown_with_a_deadline_armed_in_a_sleeping_daemon_thread() -> None:
+    start = time.monotonic()
+    done = _run_script(
+        """
+        import threading, time
+        from watchdog_timeout import deadline
+
+        entered = threading.Event()
+
+        def sleeper():
+            with deadline(30):
+                entered.set()
+                time.sleep(60)
+
+        threading.Thread(target=sleeper, daemon=True).start()
+        assert entered.wait(10)
+        """
+    )
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert elapsed < 10.0
+
+
+def test_monitor_shutdown_while_deadlines_keep_firing_in_a_daemon_thread() -> None:
+    script = """
+        import threading, time
+        from watchdog_timeout import TimeoutExpired, deadline
+
+        fired = threading.Event()
+
+        def spin():
+            while True:
+                pass
+
+        def busy():
+            while True:
+                try:
+                    with deadline(0.01):
+                        spin()
+                except TimeoutExpired:
+                    fired.set()
+
+        threading.Thread(target=busy, daemon=True).start()
+        assert fired.wait(10)
+        time.sleep(DELAY)
+        """
+    failures = []
+    for trial in range(6):
+        done = _run_script(script.replace("DELAY", str(0.005 * trial)))
+        if done.returncode != 0 or done.stderr:
+            failures.append((trial, done.returncode, done.stderr))
+    assert failures == []
