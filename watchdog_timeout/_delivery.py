@@ -191,12 +191,9 @@ def locate(
     frame: FrameType | None = top
     while frame is not None:
         if frame is boundary:
-            if frame is top and ours and protected:
+            if frame is top and protected and (ours or frame.f_code in PROTECTED):
                 return DEFER
-            if after_pause and not ours:
-                where = landing(top, boundary, marker)
-            else:
-                where = position(frame, marker)
+            where = landing(top, boundary, marker, ours) if after_pause else position(frame, marker)
             return DELIVER if where is INSIDE else where
         if protected and frame.f_code in PROTECTED:
             return DEFER

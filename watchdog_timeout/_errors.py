@@ -146,10 +146,14 @@ class _Interrupt(BaseException):
             return instance
         return super().__new__(cls)
 
-    def __init__(self, *args: object, scope: object = None, **kwargs: object) -> None:
+    def __init__(
+        self, *args: object, scope: object = None, stopped: bool = True, **kwargs: object
+    ) -> None:
         super().__init__(*args)
         if "scope" not in self.__dict__ or scope is not None:
             self.scope = scope
+        #: False when raised in a caller that gave up on code it could not stop.
+        self.stopped = stopped
 
     def __str__(self) -> str:
         return (

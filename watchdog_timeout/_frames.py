@@ -358,11 +358,13 @@ def _next_check_points(code: CodeType, paused: int) -> tuple[tuple[int, ...], bo
     return found
 
 
-def landing(top: FrameType, boundary: FrameType, marker: Marker) -> str:
+def landing(top: FrameType, boundary: FrameType, marker: Marker, ours: bool = False) -> str:
     """Where an interrupt sent now, to a thread paused in ``top``, will land.
 
     INSIDE when every next landing point lies in the block of ``boundary``; EDGE
     otherwise. Up to 3.12 the thread raises where it paused: that is ``position``.
+    ``ours``: ``boundary`` is a frame of our own that calls the limited code, and
+    the interrupt must land above it, never in it.
     """
     if not _RAISES_AFTER_PAUSE:
         return position(boundary, marker)
@@ -372,6 +374,8 @@ def landing(top: FrameType, boundary: FrameType, marker: Marker) -> str:
         paused = frame.f_lasti
         points, leaves = _next_check_points(code, paused)
         if frame is boundary:
+            if ours:
+                return EDGE
             if frame is top and dis.opname[code.co_code[paused]].startswith("CALL"):
                 # Blocked in a C call, it raises when the call returns: here.
                 points = (*points, paused)

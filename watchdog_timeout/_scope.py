@@ -268,7 +268,7 @@ class Deadline:
         self._state = _EXPIRED
         if self.suppress:
             return True
-        raise self._timeout_expired() from exc
+        raise self._timeout_expired(stopped=getattr(exc, "stopped", True)) from exc
 
     # --- bookkeeping (monitor.lock held unless said otherwise) -----------------
 
@@ -335,6 +335,9 @@ class Deadline:
     def _is_expiring(self) -> bool:
         return self._state is _EXPIRING
 
+    def _is_open(self) -> bool:
+        return self._state is _ACTIVE or self._state is _EXPIRING
+
     def alarm(self, now: float) -> Callable[[], None] | None:
         """Called by the monitor, with its lock held, when the entry's time comes."""
         self._entry = None
@@ -398,8 +401,18 @@ class Deadline:
     def _name(self) -> str:
         return self.label if self.label is not None else "deadline()"
 
-    def _timeout_expired(self) -> TimeoutExpired:
-        return TimeoutExpired(self.seconds, elapsed=self.elapsed, name=self._name())
+    def _timeout_expired(self, stopped: bool = True) -> TimeoutExpired:
+        return TimeoutExpired(
+            self.seconds, elapsed=self.elapsed, name=self._name(), stopped=stopped
+        )
+
+    def _expire_now(self) -> None:
+        """Send the interrupt now, as if the time were up (a caller's Ctrl-C)."""
+        with monitor.lock:
+            if self._state is _ACTIVE:
+                self._state = _EXPIRING
+                self._on_expire_due = False
+                self._rearm(clock())
 
     # --- rescheduling ----------------------------------------------------------
 
@@ -514,4 +527,5 @@ protect(
     Deadline._discard,
     Deadline._exit_late,
     Deadline.reschedule,
+    Deadline._expire_now,
 )

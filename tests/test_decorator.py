@@ -1,0 +1,505 @@
+"""@timeout: what callers see, per isolation. (Binding kinds: test_binding.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+
+import pytest
+from helpers import assert_takes_about, run_in_thread
+
+from watchdog_timeout import (
+    TimeoutExpired,
+    _worker,
+    abandoned_workers,
+    deadline,
+    remaining,
+    timeout,
+)
+
+
+def spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def spin_forever() -> None:
+    while True:
+        pass
+
+
+# --- results and errors pass through --------------------------------------------
+
+
+@pytest.mark.parametrize("isolation", ["thread", "inline"])
+def test_timeout_returns_the_result(isolation: str) -> None:
+    @timeout(1, isolation=isolation)  # type: ignore[arg-type]
+    def add(a: int, b: int = 0, *, c: int = 0) -> tuple[int, str]:
+        return a + b + c, threading.current_thread().name
+
+    total, thread = add(1, 2, c=3)
+    assert total == 6
+    if isolation == "thread":
+        assert thread.startswith("watchdog_timeout-worker (")
+        assert "add" in thread
+    else:
+        assert thread == threading.current_thread().name
+
+
+def test_timeout_exception_keeps_the_worker_traceback() -> None:
+    @timeout(1)
+    def fails() -> None:
+        raise KeyError("inside")
+
+    with pytest.raises(KeyError, match="inside") as caught:
+        fails()
+    frames = [f.name for f in traceback.extract_tb(caught.value.__traceback__)]
+    assert "fails" in frames
+    assert frames.index("test_timeout_exception_keeps_the_worker_traceback") < frames.index("fails")
+
+
+@pytest.mark.parametrize("error", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()])
+@pytest.mark.parametrize("isolation", ["thread", "inline"])
+def test_timeout_reraises_base_exceptions(isolation: str, error: BaseException) -> None:
+    @timeout(1, isolation=isolation)  # type: ignore[arg-type]
+    def raises() -> None:
+        raise error
+
+    with pytest.raises(type(error)) as caught:
+        raises()
+    assert caught.value is error
+
+
+def test_timeout_runs_in_a_copy_of_the_callers_context() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+    @timeout(1)
+    def read_and_write() -> str:
+        seen = var.get()
+        var.set("changed in worker")
+        return seen
+
+    var.set("from caller")
+    assert read_and_write() == "from caller"
+    assert var.get() == "from caller"
+
+
+# --- stopping --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("isolation", ["thread", "inline"])
+def test_timeout_stops_a_busy_call(isolation: str) -> None:
+    stopped = []
+
+    @timeout(0.05, isolation=isolation)  # type: ignore[arg-type]
+    def busy() -> None:
+        try:
+            spin_forever()
+        finally:
+            stopped.append(True)
+
+    with assert_takes_about(0.05), pytest.raises(TimeoutExpired) as caught:
+        busy()
+    error = caught.value
+    assert error.stopped
+    assert error.name.endswith("busy()")
+    assert error.seconds == 0.05
+    assert stopped == [True]
+
+
+def test_timeout_answers_on_time_when_the_worker_is_blocked_in_c() -> None:
+    @timeout(0.1, grace=0.2)
+    def blocked() -> None:
+        time.sleep(30)
+
+    with assert_takes_about(0.3), pytest.raises(TimeoutExpired) as caught:
+        blocked()
+    assert not caught.value.stopped
+    assert "could not be stopped" in str(caught.value)
+    assert any("blocked" in thread.name for thread in abandoned_workers())
+
+
+def test_abandoned_worker_dies_when_it_runs_python_again_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @timeout(0.05, grace=0.05)
+    def slow_then_busy() -> str:
+        time.sleep(0.3)
+        spin(10)  # interrupted here, at once
+        return "never"
+
+    with caplog.at_level(logging.DEBUG, logger="watchdog_timeout"):
+        with pytest.raises(TimeoutExpired):
+            slow_then_busy()
+        worker = next(t for t in abandoned_workers() if "slow_then_busy" in t.name)
+        worker.join(2.0)
+        assert not worker.is_alive()
+    assert worker not in abandoned_workers()
+    assert "stopped after it was abandoned" in caplog.text
+
+
+def test_abandoned_worker_late_result_is_logged_not_printed(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    @timeout(0.05, grace=0.05)
+    def late() -> str:
+        time.sleep(0.3)
+        return "late result"
+
+    with caplog.at_level(logging.DEBUG, logger="watchdog_timeout"):
+        with pytest.raises(TimeoutExpired):
+            late()
+        worker = next(t for t in abandoned_workers() if "late" in t.name)
+        worker.join(2.0)
+    # The sleep returned, then the pending interrupt landed (or the result came
+    # back first): either way it is logged, and nothing reaches stderr.
+    assert "after it was abandoned" in caplog.text
+    assert capsys.readouterr().err == ""
+
+
+def test_timeout_zero_expires_at_once() -> None:
+    @timeout(0)
+    def busy() -> None:
+        spin_forever()
+
+    with assert_takes_about(0.0, slack=0.3), pytest.raises(TimeoutExpired):
+        busy()
+
+
+def test_timeout_none_means_no_limit() -> None:
+    @timeout(None)
+    def short() -> float | None:
+        spin(0.05)
+        return remaining()
+
+    assert short() is None
+
+
+# --- computed limits and bad input --------------------------------------------------
+
+
+def test_timeout_computed_from_the_arguments() -> None:
+    seen = []
+
+    def limit(work: float, *, allowance: float) -> float:
+        seen.append((work, allowance))
+        return allowance
+
+    @timeout(limit)
+    def work(work: float, *, allowance: float) -> str:
+        spin(work)
+        return "done"
+
+    assert work(0.01, allowance=1.0) == "done"
+    with pytest.raises(TimeoutExpired) as caught:
+        work(5.0, allowance=0.05)
+    assert caught.value.seconds == 0.05
+    assert seen == [(0.01, 1.0), (5.0, 0.05)]
+
+
+def test_timeout_computed_limit_is_checked_at_call_time() -> None:
+    @timeout(lambda n: n)
+    def f(n: object) -> None:
+        pass
+
+    with pytest.raises(ValueError, match="`seconds` must be non-negative, got -1"):
+        f(-1)
+    with pytest.raises(TypeError, match="got 'x' \\(str\\)"):
+        f("x")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"seconds": -1}, ValueError, "`seconds` must be non-negative, got -1"),
+        ({"seconds": "1"}, TypeError, "`seconds` must be a number of seconds or None"),
+        ({"seconds": True}, TypeError, "got True (bool)"),
+        ({"seconds": 1, "grace": -0.5}, ValueError, "`grace` must be non-negative, got -0.5"),
+        ({"seconds": 1, "grace": None}, ValueError, "`grace` must be a finite number"),
+        ({"seconds": 1, "isolation": "fiber"}, ValueError, "got 'fiber'"),
+        ({"seconds": 1, "label": 3}, TypeError, "`label` must be a string"),
+        ({"seconds": 1, "start_method": "fork"}, ValueError, "isolation='process'"),
+    ],
+)
+def test_timeout_rejects_bad_options_at_decoration(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        timeout(**kwargs)  # type: ignore[arg-type]
+    assert message in str(caught.value)
+
+
+def test_timeout_label_names_the_call() -> None:
+    @timeout(0.05, label="nightly report")
+    def report() -> None:
+        spin_forever()
+
+    with pytest.raises(TimeoutExpired, match="nightly report exceeded"):
+        report()
+
+
+# --- inline -------------------------------------------------------------------------
+
+
+def test_inline_keeps_thread_bound_objects_working() -> None:
+    connection = sqlite3.connect(":memory:")
+    try:
+
+        @timeout(1, isolation="inline")
+        def query_inline() -> int:
+            return int(connection.execute("select 41 + 1").fetchone()[0])
+
+        @timeout(1)
+        def query_in_worker() -> int:
+            return int(connection.execute("select 1").fetchone()[0])
+
+        assert query_inline() == 42
+        with pytest.raises(sqlite3.ProgrammingError, match="thread"):
+            query_in_worker()
+    finally:
+        connection.close()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the wake-up signal is POSIX")
+def test_inline_wakes_the_main_thread_from_a_blocking_call() -> None:
+    @timeout(0.2, isolation="inline")
+    def sleeps() -> None:
+        time.sleep(10)
+
+    with assert_takes_about(0.2), pytest.raises(TimeoutExpired):
+        sleeps()
+
+
+# --- nesting ----------------------------------------------------------------------------
+
+
+def test_nested_decorated_calls_the_earliest_reports() -> None:
+    @timeout(0.05, label="inner")
+    def inner() -> None:
+        spin_forever()
+
+    @timeout(5, label="outer")
+    def outer() -> None:
+        inner()
+
+    with pytest.raises(TimeoutExpired) as caught:
+        outer()
+    assert caught.value.name == "inner"
+
+
+def test_outer_expiry_interrupts_the_inner_worker_instead_of_abandoning_it() -> None:
+    finished = []
+
+    @timeout(5, label="inner")
+    def inner() -> None:
+        try:
+            spin_forever()
+        finally:
+            finished.append("inner")
+
+    @timeout(0.1, label="outer")
+    def outer() -> None:
+        inner()
+
+    with assert_takes_about(0.1), pytest.raises(TimeoutExpired) as caught:
+        outer()
+    assert caught.value.name == "outer"
+    assert caught.value.stopped
+    assert finished == ["inner"]
+    assert not any("inner" in t.name for t in abandoned_workers())
+
+
+def test_outer_deadline_reaches_a_decorated_call() -> None:
+    @timeout(5, label="call")
+    def busy() -> None:
+        spin_forever()
+
+    with assert_takes_about(0.05), pytest.raises(TimeoutExpired) as caught:
+        with deadline(0.05, label="block"):
+            busy()
+    assert caught.value.name == "block"
+
+
+def test_remaining_in_the_worker_includes_the_callers_deadlines() -> None:
+    @timeout(10)
+    def left() -> float | None:
+        return remaining()
+
+    with deadline(1):
+        seen = left()
+    assert seen is not None
+    assert 0.5 < seen <= 1.0
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery")
+def test_ctrl_c_in_the_caller_stops_the_worker_and_propagates() -> None:
+    finished = []
+
+    @timeout(10)
+    def busy() -> None:
+        try:
+            spin_forever()
+        finally:
+            finished.append(True)
+
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.1, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    try:
+        with assert_takes_about(0.1), pytest.raises(KeyboardInterrupt):
+            busy()
+    finally:
+        timer.join()
+    assert finished == [True]
+    assert not any("busy" in t.name for t in abandoned_workers())
+
+
+# --- async -----------------------------------------------------------------------------
+
+
+def test_async_function_is_limited_on_its_loop() -> None:
+    @timeout(0.05)
+    async def sleeps() -> str:
+        await asyncio.sleep(5)
+        return "never"
+
+    @timeout(1)
+    async def quick() -> str:
+        await asyncio.sleep(0)
+        return "done"
+
+    async def main() -> tuple[str, str]:
+        with pytest.raises(TimeoutExpired) as caught:
+            await sleeps()
+        assert caught.value.name.endswith("sleeps()")
+        return await quick(), threading.current_thread().name
+
+    result, thread = asyncio.run(main())
+    assert result == "done"
+    assert thread == threading.current_thread().name
+
+
+def test_async_external_cancellation_stays_cancelled_error() -> None:
+    @timeout(5)
+    async def sleeps() -> None:
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(sleeps())
+        await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+
+
+def test_generator_function_is_refused() -> None:
+    with pytest.raises(TypeError, match="with deadline"):
+
+        @timeout(1)
+        def numbers() -> object:
+            yield 1
+
+
+# --- workers ------------------------------------------------------------------------------
+
+
+def test_workers_are_reused_and_no_thread_is_left_behind() -> None:
+    @timeout(0.002)
+    def busy() -> None:
+        spin_forever()
+
+    @timeout(1)
+    def quick() -> int:
+        return threading.get_ident()
+
+    before = set(threading.enumerate())
+    for _ in range(1000):
+        with pytest.raises(TimeoutExpired):
+            busy()
+    idents = {quick() for _ in range(50)}
+    assert len(idents) == 1  # one warm worker serves calls one after another
+    assert not any("busy" in t.name for t in abandoned_workers())
+    extra = [t for t in set(threading.enumerate()) - before if t.name != "watchdog_timeout-monitor"]
+    assert len(extra) <= 2, [t.name for t in extra]
+
+
+def test_idle_workers_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_worker, "IDLE_TIMEOUT", 0.05)
+
+    @timeout(1)
+    def which() -> threading.Thread:
+        return threading.current_thread()
+
+    worker = which()
+    worker.join(2.0)
+    assert not worker.is_alive()
+
+
+def test_100_threads_calling_at_once_get_their_own_results() -> None:
+    @timeout(5)
+    def square(n: int) -> int:
+        spin(0.001)
+        return n * n
+
+    results: dict[int, int] = {}
+    barrier = threading.Barrier(100)
+
+    def call(n: int) -> None:
+        barrier.wait()
+        results[n] = square(n)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert results == {n: n * n for n in range(100)}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("fast_switching")
+def test_10000_boundary_trials_never_give_a_wrong_result() -> None:
+    limit = 0.0005
+
+    @timeout(limit)
+    def work(seconds: float) -> str:
+        spin(seconds)
+        return "finished"
+
+    counts = {"finished": 0, "timeout": 0}
+    for trial in range(10_000):
+        try:
+            try:
+                outcome = work(limit * (0.5 + (trial % 20) / 10))
+                assert outcome == "finished"
+                counts["finished"] += 1
+            except TimeoutExpired:
+                counts["timeout"] += 1
+            spin(0.00005)  # a stray interrupt in the caller would land here
+        except BaseException as exc:
+            pytest.fail(f"trial {trial}: {exc!r} escaped")
+    assert counts["finished"] > 0
+    assert counts["timeout"] > 0
+
+
+def test_a_worker_thread_caller_works_too() -> None:
+    @timeout(0.05)
+    def busy() -> None:
+        spin_forever()
+
+    with pytest.raises(TimeoutExpired):
+        run_in_thread(busy)

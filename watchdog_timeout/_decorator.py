@@ -1,0 +1,263 @@
+"""``@timeout(seconds)``: the decorator; the one module that imports wrapt.
+
+Design notes
+------------
+Things that don't work:
+
+- A magic keyword argument for a per-call limit (func-timeout's ``forceTimeout=``,
+  stopit's ``timeout=``): it changes the decorated signature. A callable
+  ``seconds`` gets the call's own arguments instead.
+- ``functools.wraps`` closures: methods, classmethods and staticmethods each
+  need their own handling, and the decorator cannot go outside ``@classmethod``.
+  wrapt's ``FunctionWrapper`` binds like the function it wraps.
+- Running ``async def`` functions in a thread: the coroutine belongs to its
+  event loop. They are limited on their loop, by cancelling their task.
+- Decorating a generator function: the decorated call only creates the
+  generator; its body runs later, in the consumer's ``next()`` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Union
+
+import wrapt
+
+from ._delivery import protect
+from ._errors import TimeoutExpired, _Interrupt
+from ._scope import Deadline
+from ._seconds import Seconds, check_seconds
+from ._worker import run_in_worker
+
+if TYPE_CHECKING:
+    from typing import Literal, TypeVar
+
+    from typing_extensions import ParamSpec
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
+    #: Where the limited call runs.
+    Isolation = Literal["thread", "inline", "process"]
+
+__all__ = ("DEFAULT_GRACE", "timeout")
+
+#: Seconds the caller waits, after the limit, for interrupted code to stop.
+DEFAULT_GRACE = 0.5
+
+#: What ``seconds`` accepts: a number of seconds, None, or a function of the
+#: call's arguments that returns one of those.
+SecondsOrFunction = Union[Seconds, Callable[..., Seconds]]
+
+_ISOLATIONS = ("thread", "inline", "process")
+
+
+def timeout(
+    seconds: SecondsOrFunction,
+    *,
+    isolation: Isolation = "thread",
+    grace: float = DEFAULT_GRACE,
+    label: str | None = None,
+    start_method: str | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Limit every call of the decorated function to ``seconds``.
+
+    The caller gets :class:`TimeoutExpired` within ``seconds + grace`` whatever the
+    function is doing: at the limit its code is interrupted; if it has not stopped
+    ``grace`` seconds later (it is blocked in C code) the caller is answered
+    anyway, with ``stopped=False``, and the function's thread is *abandoned*: it
+    is interrupted again as soon as it runs Python code, and its late outcome is
+    logged (see :func:`abandoned_workers`). Results and exceptions pass through
+    unchanged, ``SystemExit`` and ``KeyboardInterrupt`` included; nested limits
+    compose with ``deadline()`` (the earliest wins).
+
+    Example:
+        >>> @timeout(2.5)  # doctest: +SKIP
+        ... def fetch(url: str) -> bytes: ...
+        >>> @timeout(lambda url, retries: 1.0 + retries)  # doctest: +SKIP
+        ... def fetch_with_retries(url: str, retries: int) -> bytes: ...
+
+    Args:
+        seconds: The limit for each call: a non-negative number, None for no
+            limit, or a function called with the call's arguments (``self`` or
+            ``cls`` included for methods) that returns one.
+        isolation: ``"thread"`` (default): the call runs in a worker thread,
+            reused from a pool. ``"inline"``: the call runs in the caller's thread
+            under ``deadline()`` (for thread-bound objects); only the main thread
+            is woken from blocking calls. ``"process"``: the call runs in a child
+            process that is killed at the limit: it stops C code that never
+            returns; arguments and results must pickle. ``async def`` functions
+            are always limited on their own event loop.
+        grace: Seconds to wait, after the limit, for the code to stop (and, with
+            processes, between SIGTERM and SIGKILL).
+        label: The name reported in TimeoutExpired (default: the function's).
+        start_method: With ``isolation="process"``: the multiprocessing start
+            method (default ``"forkserver"``; ``"fork"`` only when asked for).
+
+    Returns:
+        A decorator; the decorated function keeps its name, docstring and
+        signature.
+
+    Raises:
+        TypeError: Bad argument types, or a generator function is decorated.
+        ValueError: A negative or NaN ``seconds`` or ``grace``, or an unknown
+            ``isolation``.
+    """
+    limit: Callable[..., float | None]
+    if callable(seconds):
+        compute = seconds
+
+        def limit(*args: Any, **kwargs: Any) -> float | None:
+            return check_seconds(compute(*args, **kwargs))
+
+        computed = True
+    else:
+        fixed = check_seconds(seconds)
+
+        def limit(*args: Any, **kwargs: Any) -> float | None:
+            return fixed
+
+        computed = False
+    checked_grace = check_seconds(grace, "grace")
+    if checked_grace is None:
+        raise ValueError(f"`grace` must be a finite number of seconds, got {grace!r}")
+    if isolation not in _ISOLATIONS:
+        raise ValueError(f"`isolation` must be 'thread', 'inline' or 'process', got {isolation!r}")
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"`label` must be a string or None, got {label!r}")
+    if start_method is not None and isolation != "process":
+        raise ValueError(
+            f"`start_method` applies to isolation='process', not {isolation!r}: "
+            f"got {start_method!r}"
+        )
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        plain = getattr(function, "__func__", function)  # under @classmethod/@staticmethod
+        if inspect.isgeneratorfunction(plain) or inspect.isasyncgenfunction(plain):
+            raise TypeError(
+                f"timeout() cannot limit the generator function {plain.__qualname__}: "
+                "calling it only creates the generator. Limit the code that consumes "
+                "it instead, with `with deadline(seconds):` around the loop."
+            )
+        if not callable(plain):
+            raise TypeError(f"timeout() decorates functions, got {function!r}")
+        qualname = getattr(plain, "__qualname__", repr(plain))
+        name = label if label is not None else f"{qualname}()"
+        thread_name = f"watchdog_timeout-worker ({qualname})"
+
+        def seconds_for(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if not computed:
+                return limit()
+            bound_to = getattr(wrapped, "__self__", None)
+            if bound_to is not None:  # the arguments the function itself receives
+                return limit(bound_to, *args, **kwargs)
+            return limit(*args, **kwargs)
+
+        if inspect.iscoroutinefunction(plain):
+            if isolation == "process":
+                raise ValueError(
+                    f"isolation='process' cannot run the coroutine function {qualname}; "
+                    "it is limited on its own event loop"
+                )
+
+            def call_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                return _limit_coroutine(
+                    wrapped(*args, **kwargs), seconds_for(wrapped, args, kwargs), name
+                )
+
+            return wrapt.FunctionWrapper(function, call_async)
+
+        if isolation == "process":
+            from ._process import call_in_process  # noqa: PLC0415 (multiprocessing: only when used)
+
+            def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                return call_in_process(
+                    wrapped,
+                    args,
+                    kwargs,
+                    seconds=seconds_for(wrapped, args, kwargs),
+                    grace=checked_grace,
+                    name=name,
+                    start_method=start_method,
+                )
+
+        elif isolation == "inline":
+
+            def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                return _inline(wrapped, args, kwargs, seconds_for(wrapped, args, kwargs), name)
+
+        else:
+
+            def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+                return run_in_worker(
+                    wrapped,
+                    args,
+                    kwargs,
+                    seconds=seconds_for(wrapped, args, kwargs),
+                    grace=checked_grace,
+                    name=name,
+                    thread_name=thread_name,
+                )
+
+        return wrapt.FunctionWrapper(function, call)
+
+    return decorate
+
+
+def _inline(
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    seconds: float | None,
+    name: str,
+) -> Any:
+    scope = Deadline(seconds, label=name)
+    try:
+        with scope:
+            return function(*args, **kwargs)
+    except _Interrupt as exc:
+        if exc.scope is scope:  # it escaped the with statement (see _frames)
+            raise scope._timeout_expired() from exc
+        raise
+
+
+async def _limit_coroutine(coroutine: Any, seconds: float | None, name: str) -> Any:
+    """Await ``coroutine``, cancelling its task after ``seconds``; as asyncio.timeout."""
+    if seconds is None:
+        return await coroutine
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = 0
+    if sys.version_info >= (3, 11):
+        cancelling = task.cancelling()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    start = loop.time()
+    handle = loop.call_at(start + seconds, expire)
+    taken_back = False
+    try:
+        return await coroutine
+    except asyncio.CancelledError as exc:
+        if not expired:
+            raise
+        if sys.version_info >= (3, 11):
+            # Ours only if no other cancellation is pending on the task.
+            taken_back = True
+            if task.uncancel() > cancelling:
+                raise
+        raise TimeoutExpired(seconds, elapsed=loop.time() - start, name=name) from exc
+    finally:
+        handle.cancel()
+        if sys.version_info >= (3, 11):
+            if expired and not taken_back:
+                task.uncancel()  # the body ended anyway: take our cancellation back
+
+
+protect(_inline)

@@ -1,0 +1,364 @@
+"""Running a call in a worker thread: hand-off, interrupts, waiting, abandoning.
+
+Design notes
+------------
+Things that don't work:
+
+- A thread per call (func-timeout): 70-130 us to start and join, and a thread
+  left behind for every call that could not be stopped.
+- A separate timer per call: the caller's own deadlines (an outer ``deadline()``,
+  an outer ``@timeout``) would not reach the worker, which would then be
+  abandoned instead of stopped.
+- Reusing every worker: one that could not be stopped is still running the old
+  call, and its pending interrupt would hit the next one.
+
+Solution: the caller enters a ``Deadline`` for the call in its own thread and
+*delegates* to the worker: while the call runs, the caller's thread state points
+to the worker's (``delegate``) and the worker's to the caller's (``parent``).
+When any scope of the caller's chain expires, the monitor follows the delegates
+to the thread that really runs the code and interrupts it there (never in our
+own frames: the worker's calling frame is the ``boundary``). The interrupt is
+tagged with the caller's scope, so it travels back as the call's outcome and is
+converted by that scope in the caller, outer scopes included. The caller waits
+on a C lock until the worker reports, or until the earliest expired deadline
+plus ``grace``: then it gives up, marks the worker abandoned (never reused) and
+reports TimeoutExpired with ``stopped=False``. An abandoned worker keeps
+receiving the interrupt every ``REINJECT`` seconds until its call ends, then
+logs the late outcome and exits.
+
+Idle workers wait for the next call on a C lock (no Condition: its Python-level
+internals break when interrupted), and exit after ``IDLE_TIMEOUT`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import sys
+import threading
+from types import FrameType
+from typing import Any, Callable
+
+from ._async_raise import send_async_exc, withdraw_async_exc
+from ._delivery import DELIVER, REINJECT, ThreadState, current_state, locate, protect
+from ._errors import _Interrupt
+from ._monitor import logger, monitor
+from ._scope import Deadline
+from ._seconds import clock
+
+__all__ = ("IDLE_TIMEOUT", "abandoned_workers", "run_in_worker")
+
+#: Seconds an idle worker waits for another call before it exits.
+IDLE_TIMEOUT = 30.0
+
+
+class _Call:
+    """One call handed to a worker, and its outcome."""
+
+    __slots__ = ("args", "caller", "context", "done", "function", "kwargs", "ok", "value")
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        caller: ThreadState,
+    ) -> None:
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.context = contextvars.copy_context()
+        self.caller = caller
+        self.done = threading.Lock()
+        self.done.acquire()
+        self.ok = False
+        self.value: Any = None
+
+
+class _Worker:
+    """A daemon thread that runs calls handed to it, one at a time."""
+
+    __slots__ = ("_go", "abandoned", "call", "state", "thread")
+
+    def __init__(self, name: str) -> None:
+        self._go = threading.Lock()
+        self._go.acquire()
+        self.call: _Call | None = None
+        self.abandoned = False
+        self.state: ThreadState | None = None
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def hand(self, call: _Call) -> None:
+        """Give the worker a call (it is idle, or not started yet)."""
+        self.call = call
+        if self.thread.ident is None:
+            self.thread.start()
+        self._go.release()
+
+    def _serve(self) -> None:
+        self.state = current_state()
+        while True:
+            if not self._go.acquire(timeout=IDLE_TIMEOUT):
+                if _retire(self):
+                    return
+                self._go.acquire()  # a call arrived just as we timed out
+            call = self.call
+            if call is None:
+                return
+            try:
+                self._run(call)
+            except BaseException as exc:  # an interrupt that landed in our own frames
+                call.ok, call.value = False, exc
+                self._unlink(call)
+            self.call = None
+            with _pool_lock:  # reporting and being abandoned exclude each other
+                if not self.abandoned:
+                    call.done.release()
+                    _idle.append(self)
+            if self.abandoned:
+                _log_late(self.thread.name, call.ok, call.value)
+                return  # never reused
+            del call
+
+    def _run(self, call: _Call) -> None:
+        ok, value = False, None
+        try:
+            self._link(call, sys._getframe())
+            value = call.context.run(call.function, *call.args, **call.kwargs)
+            ok = True
+        except BaseException as exc:
+            value = exc
+        # An interrupt still pending for the call can land at any check point until
+        # the unlink withdraws it; the unlink is idempotent, so try again.
+        for _ in range(3):
+            try:
+                self._unlink(call)
+                break
+            except _Interrupt:
+                pass
+        call.ok, call.value = ok, value
+        del value
+
+    def _link(self, call: _Call, boundary: FrameType) -> None:
+        state = self.state
+        assert state is not None
+        with monitor.lock:
+            state.boundary = boundary
+            state.parent = call.caller
+            call.caller.delegate = state
+
+    def _unlink(self, call: _Call) -> None:
+        state = self.state
+        assert state is not None
+        withdraw = withdraw_async_exc
+        with monitor.lock:
+            # First call under the lock: withdraw what was sent for this call.
+            if state.sent:
+                try:
+                    if withdraw is not None:
+                        withdraw(state.ident, None)
+                except _Interrupt:
+                    pass
+                state.sent = False
+            if call.caller.delegate is state:
+                call.caller.delegate = None
+            state.parent = None
+            state.boundary = None
+            leftovers = state.scopes[:]  # scopes the call's code left open
+            for scope in leftovers:
+                scope._forget(state)
+
+
+# --- the pool of idle workers ---------------------------------------------------
+
+_idle: list[_Worker] = []
+_abandoned: list[_Worker] = []
+_pool_lock = threading.Lock()
+
+
+def _take(name: str) -> _Worker:
+    with _pool_lock:
+        worker = _idle.pop() if _idle else None
+    if worker is None:
+        return _Worker(name)
+    if worker.thread.name != name:
+        worker.thread.name = name
+    return worker
+
+
+def _retire(worker: _Worker) -> bool:
+    with _pool_lock:
+        if worker in _idle:
+            _idle.remove(worker)
+            return True
+    return False
+
+
+def abandoned_workers() -> tuple[threading.Thread, ...]:
+    """The worker threads that could not be stopped and are still running.
+
+    Each is still running a call whose caller got TimeoutExpired with
+    ``stopped=False``; it receives the interrupt again every 50 ms and ends as
+    soon as it runs Python code. For tests and for operators.
+    """
+    with _pool_lock:
+        _abandoned[:] = [w for w in _abandoned if w.thread.is_alive()]
+        return tuple(w.thread for w in _abandoned)
+
+
+def _log_late(name: str, ok: bool, value: object) -> None:
+    if ok:
+        logger.debug("watchdog_timeout: %s returned after it was abandoned: %r", name, value)
+    elif isinstance(value, _Interrupt):
+        logger.debug("watchdog_timeout: %s stopped after it was abandoned", name)
+    else:
+        logger.warning(
+            "watchdog_timeout: %s raised after it was abandoned",
+            name,
+            exc_info=(type(value), value, getattr(value, "__traceback__", None)),  # type: ignore[arg-type]
+        )
+
+
+class _Reinjector:
+    """Keeps interrupting an abandoned worker until its call ends."""
+
+    __slots__ = ("boundary", "worker")
+
+    def __init__(self, worker: _Worker, boundary: FrameType) -> None:
+        self.worker = worker
+        self.boundary = boundary
+
+    def alarm(self, now: float) -> None:
+        worker = self.worker
+        state = worker.state
+        if worker.call is None or state is None or send_async_exc is None:
+            return  # the call has ended
+        top = sys._current_frames().get(state.ident)
+        if top is not None and locate(top, self.boundary, None, True) is DELIVER:
+            send_async_exc(state.ident, _Interrupt)
+            state.sent = True
+        monitor.schedule(now + REINJECT, self)
+        return
+
+
+# --- the caller's side ------------------------------------------------------------
+
+
+def _give_up_at(state: ThreadState, grace: float) -> float | None:
+    """When the caller stops waiting: the earliest deadline of its chain, plus grace."""
+    earliest = None
+    link: ThreadState | None = state
+    while link is not None:
+        for scope in tuple(link.scopes):
+            when = scope._when
+            if when is not None and scope._is_open() and (earliest is None or when < earliest):
+                earliest = when
+        link = link.parent
+    return None if earliest is None else earliest + grace
+
+
+def _wait(call: _Call, state: ThreadState, grace: float) -> bool:
+    """Wait for the worker to report; False if it is still running at give-up time."""
+    done = call.done
+    while True:
+        give_up = _give_up_at(state, grace)
+        if give_up is None:
+            # No limit now; a reschedule or an outer scope may add one: look again.
+            if done.acquire(timeout=1.0):
+                return True
+            continue
+        left = give_up - clock()
+        if left <= 0:
+            return done.acquire(blocking=False)
+        if done.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
+            return True
+
+
+def _outermost_expiring(state: ThreadState) -> Deadline | None:
+    chain = []
+    link: ThreadState | None = state
+    while link is not None:
+        chain.append(link)
+        link = link.parent
+    for link in reversed(chain):
+        for scope in tuple(link.scopes):
+            if scope._is_expiring():
+                return scope  # type: ignore[no-any-return]
+    return None
+
+
+def _abandon(worker: _Worker, call: _Call) -> bool:
+    """Leave the worker running; False if it reported meanwhile after all."""
+    with _pool_lock:
+        if call.done.acquire(blocking=False):
+            return False
+        worker.abandoned = True
+        _abandoned.append(worker)
+    state = worker.state
+    with monitor.lock:
+        if call.caller.delegate is state:
+            call.caller.delegate = None
+        if state is not None and state.boundary is not None:
+            monitor.schedule(clock() + REINJECT, _Reinjector(worker, state.boundary))
+    return True
+
+
+def run_in_worker(
+    function: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    seconds: float | None,
+    grace: float,
+    name: str,
+    thread_name: str,
+) -> Any:
+    """Call ``function(*args, **kwargs)`` in a worker thread, limited to ``seconds``.
+
+    Returns what it returns and raises what it raises (with the worker's frames in
+    the traceback); raises TimeoutExpired when the call's own deadline, or an
+    outer one of this thread, expires first.
+    """
+    caller = current_state()
+    call = _Call(function, args, kwargs, caller)
+    worker = _take(thread_name)
+    scope = Deadline(seconds, label=name)
+    with scope:
+        worker.hand(call)
+        try:
+            finished = _wait(call, caller, grace)
+        except BaseException:  # Ctrl-C (or another exception) while waiting
+            scope._expire_now()  # interrupt the worker too
+            try:
+                finished = call.done.acquire(timeout=grace)
+            finally:
+                if not finished:
+                    _abandon(worker, call)
+            raise
+        if not finished and _abandon(worker, call):
+            raise _Interrupt(scope=_outermost_expiring(caller) or scope, stopped=False)
+        if call.ok:
+            value = call.value
+            call.value = None
+            return value
+        error = call.value
+        call.value = None
+        try:
+            raise error
+        finally:
+            del error
+
+
+protect(
+    _Worker.hand,
+    _Worker._serve,
+    _Worker._run,
+    _Worker._link,
+    _Worker._unlink,
+    _take,
+    _retire,
+    _wait,
+    _give_up_at,
+    _outermost_expiring,
+    _abandon,
+    run_in_worker,
+)
