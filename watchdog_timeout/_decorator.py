@@ -141,17 +141,19 @@ def timeout(
                 "it instead, with `with deadline(seconds):` around the loop."
             )
         if not callable(plain):
-            raise TypeError(f"timeout() decorates functions, got {function!r}")
+            raise TypeError(
+                f"timeout() decorates functions, got {function!r}; "
+                "for a bare @timeout, write @timeout(seconds)"
+            )
         qualname = getattr(plain, "__qualname__", repr(plain))
         name = label if label is not None else f"{qualname}()"
         thread_name = f"watchdog_timeout-worker ({qualname})"
 
-        def seconds_for(wrapped: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def seconds_for(instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if not computed:
                 return limit()
-            bound_to = getattr(wrapped, "__self__", None)
-            if bound_to is not None:  # the arguments the function itself receives
-                return limit(bound_to, *args, **kwargs)
+            if instance is not None:  # self or cls: what the function itself receives
+                return limit(instance, *args, **kwargs)
             return limit(*args, **kwargs)
 
         if inspect.iscoroutinefunction(plain):
@@ -163,7 +165,7 @@ def timeout(
 
             def call_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
                 return _limit_coroutine(
-                    wrapped(*args, **kwargs), seconds_for(wrapped, args, kwargs), name
+                    wrapped(*args, **kwargs), seconds_for(instance, args, kwargs), name
                 )
 
             return wrapt.FunctionWrapper(function, call_async)
@@ -176,7 +178,7 @@ def timeout(
                     wrapped,
                     args,
                     kwargs,
-                    seconds=seconds_for(wrapped, args, kwargs),
+                    seconds=seconds_for(instance, args, kwargs),
                     grace=checked_grace,
                     name=name,
                     start_method=start_method,
@@ -185,7 +187,7 @@ def timeout(
         elif isolation == "inline":
 
             def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return _inline(wrapped, args, kwargs, seconds_for(wrapped, args, kwargs), name)
+                return _inline(wrapped, args, kwargs, seconds_for(instance, args, kwargs), name)
 
         else:
 
@@ -194,7 +196,7 @@ def timeout(
                     wrapped,
                     args,
                     kwargs,
-                    seconds=seconds_for(wrapped, args, kwargs),
+                    seconds=seconds_for(instance, args, kwargs),
                     grace=checked_grace,
                     name=name,
                     thread_name=thread_name,

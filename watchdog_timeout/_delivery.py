@@ -273,25 +273,29 @@ def deliver(
     return _gone_delay(boundary)
 
 
-def _expiring(state: ThreadState, top: FrameType, protected: bool) -> list[tuple[Scope, str]]:
-    """The expiring scopes limiting ``state``'s thread, outermost first, with where each is."""
+def _expiring_scopes(state: ThreadState) -> list[Scope]:
+    """The expiring scopes limiting ``state``'s thread (its callers' too), outermost first."""
     chain = []
     link: ThreadState | None = state
     while link is not None:
         chain.append(link)
         link = link.parent
+    return [
+        scope for link in reversed(chain) for scope in tuple(link.scopes) if scope._is_expiring()
+    ]
+
+
+def _expiring(state: ThreadState, top: FrameType, protected: bool) -> list[tuple[Scope, str]]:
+    """The expiring scopes limiting ``state``'s thread, outermost first, with where each is."""
     found: list[tuple[Scope, str]] = []
-    for link in reversed(chain):
-        for scope in tuple(link.scopes):
-            if not scope._is_expiring():
-                continue
-            if link is not state:  # a caller's scope: this worker runs its call
-                assert state.boundary is not None
-                where = locate(top, state.boundary, None, True, protected=protected)
-            else:
-                assert scope._owner is not None
-                where = locate(top, scope._owner, marker_of(scope), False, protected=protected)
-            found.append((scope, where))
+    for scope in _expiring_scopes(state):
+        if scope._thread is not state:  # a caller's scope: this worker runs its call
+            assert state.boundary is not None
+            where = locate(top, state.boundary, None, True, protected=protected)
+        else:
+            assert scope._owner is not None
+            where = locate(top, scope._owner, marker_of(scope), False, protected=protected)
+        found.append((scope, where))
     return found
 
 
@@ -301,14 +305,26 @@ def _on_interpreter_delivery() -> object:
     if state is None:
         return None
     state.sent = False  # it is being delivered: nothing pending any more
-    landing = sys._getframe(2)  # 0: this hook, 1: _Interrupt.__new__
-    for scope, where in _expiring(state, landing, protected=False):
+    try:
+        landing: FrameType | None = sys._getframe(2)  # 0: this hook, 1: _Interrupt.__new__
+    except ValueError:  # built after it left every frame (3.9-3.11 build it lazily)
+        landing = None
+    found = (
+        _expiring(state, landing, protected=False)
+        if landing is not None
+        else [(scope, GONE) for scope in _expiring_scopes(state)]
+    )
+    for scope, where in found:
         if where is DELIVER or (where is OUTSIDE and _unwinding_into(scope)):
             return scope
-        if where is OUTSIDE or where is EDGE:
+        if (
+            where is OUTSIDE
+            or where is EDGE
+            or (where is GONE and scope._owner is not None and _gone_delay(scope._owner) is None)
+        ):
             # The block ended (a failing C call carried its error past the last
             # check point), or the interrupt landed where CPython lets it escape
-            # the block: __exit__ will not run, so finish the exit here.
+            # the block, or its frame: __exit__ will not run, so finish it here.
             return scope._exit_late(sys.exc_info()[1])
     return None
 
@@ -420,6 +436,7 @@ protect(
     marker_of,
     locate,
     _expiring,
+    _expiring_scopes,
     _on_interpreter_delivery,
     _unwinding_into,
     _patiently,
