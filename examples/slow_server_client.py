@@ -57,13 +57,15 @@ def fetch_blocking(address: tuple[str, int]) -> bytes:
 
 @timeout(0.5)
 def fetch_closing_on_expiry(address: tuple[str, int]) -> bytes:
-    with socket.create_connection(address) as connection:
-        with deadline(0.4, on_expire=lambda: connection.shutdown(socket.SHUT_RDWR)):
-            connection.sendall(b"GET\n")
-            data = connection.recv(100)
-            if not data:
-                raise ConnectionError("closed by on_expire")
-            return data
+    with (
+        socket.create_connection(address) as connection,
+        deadline(0.4, on_expire=lambda: connection.shutdown(socket.SHUT_RDWR)),
+    ):
+        connection.sendall(b"GET\n")
+        data = connection.recv(100)
+        if not data:
+            raise ConnectionError("closed by on_expire")
+        return data
 
 
 def attempt(function: object, address: tuple[str, int]) -> None:
