@@ -175,11 +175,11 @@ def opcodes_run_by(code: CodeType) -> int:
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="opcode tracing")
-@pytest.mark.parametrize("method", ["__enter__", "__exit__"])
+@pytest.mark.parametrize("method", ["__enter__", "__exit__", "_finish"])
 def test_delivery_at_every_step_of_enter_and_exit_leaves_a_consistent_state(method: str) -> None:
     code = getattr(Deadline, method).__code__
     steps = opcodes_run_by(code)
-    assert steps >= 3
+    assert steps >= 1
     for step in range(steps + 1):
         raised, scope = run_with_delivery_at(code, step)
         assert raised, f"Boom at step {step} of {method} was swallowed"

@@ -308,19 +308,28 @@ def _next_message(worker: _Worker, until: float | None) -> bytes | None:
 
 def _died(worker: _Worker, grace: float, name: str) -> BaseException:
     """The error for a child that ended without replying; clears up what it left."""
+    exiting = SystemExit(f"the process running {name} was stopped: the interpreter is exiting")
+    if _stopped_at_exit(worker):
+        # Only daemon threads still wait at exit: end them quietly, whatever the
+        # clean-up meets while the interpreter shuts down.
+        with contextlib.suppress(Exception):
+            _finish(worker, grace)
+        return exiting
     process = worker.process
     wait_dead(process, grace)
     code = process.exitcode
-    killed = worker.killed
     _finish(worker, grace)
-    if killed:
-        # Only daemon threads still wait at exit: end them quietly.
-        return SystemExit(f"the process running {name} was stopped: the interpreter is exiting")
+    if _stopped_at_exit(worker):  # the exit began while we waited
+        return exiting
     if code is None:
         return RuntimeError(f"lost contact with the process running {name}")
     if code < 0:
         return ProcessCrashed(name, signal=-code)
     return ProcessCrashed(name, exitcode=code)
+
+
+def _stopped_at_exit(worker: _Worker) -> bool:
+    return worker.killed or _closed
 
 
 def _notify(worker: _Worker) -> None:

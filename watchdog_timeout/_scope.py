@@ -98,6 +98,7 @@ class Deadline:
         "_edges",
         "_ended",
         "_entry",
+        "_exit_found",
         "_exits",
         "_lasti",
         "_marker",
@@ -137,6 +138,7 @@ class Deadline:
         self._ended: float | None = None
         self._edges = 0
         self._exits = 0
+        self._exit_found: _State | None = None
 
     # --- public view --------------------------------------------------------
 
@@ -220,35 +222,13 @@ class Deadline:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        state = self._thread
-        withdraw = withdraw_async_exc
-        with monitor.lock:
-            # First call under the lock, and a C call: withdraw an exception still
-            # pending on this thread before any check point can let it through.
-            if state is not None and state.sent:
-                try:
-                    if withdraw is not None:
-                        withdraw(state.ident, None)
-                except _Interrupt:
-                    pass  # it landed an instant before the withdrawal: same outcome
-                state.sent = False
-                withdrawn = True
-            else:
-                withdrawn = False
-            before = self._state
-            if before is _ACTIVE or before is _EXPIRING:
-                if state is not existing_state():
-                    raise RuntimeError(
-                        "Deadline must be exited in the thread that entered it "
-                        f"({state.thread.name if state else None!r})"
-                    )
-                self._state = _FINISHED
-                try:
-                    self._ended = clock()
-                    if withdrawn and state is not None:
-                        self._resend_outer(state)
-                finally:  # an exception from elsewhere must not leave it registered
-                    self._leave(state)
+        try:  # first: 3.9/3.10 never deliver an interrupt just before a try
+            before = self._finish(None)
+        except _Interrupt as landed:
+            # Sent as the block ended and delivered here, in the exit itself (on
+            # 3.9 the monitor can lose the GIL between looking and sending): it is
+            # spent, and an outer scope's interrupt is sent again.
+            before = self._finish(landed)
         if before is not _ACTIVE and before is not _EXPIRING:
             raise RuntimeError(f"Deadline cannot be exited: it is {before.value}")
         if exc is None:
@@ -256,7 +236,7 @@ class Deadline:
         if isinstance(exc, _Interrupt):
             tagged = exc.scope
             if tagged is not self:
-                if isinstance(tagged, Deadline) and tagged._died_inside(state):
+                if isinstance(tagged, Deadline) and tagged._died_inside(self._thread):
                     raise tagged._timeout_expired() from exc
                 return False  # an outer scope's (or another thread's) interrupt
             if before is not _EXPIRING:
@@ -271,6 +251,49 @@ class Deadline:
         raise self._timeout_expired(stopped=getattr(exc, "stopped", True)) from exc
 
     # --- bookkeeping (monitor.lock held unless said otherwise) -----------------
+
+    def _finish(self, landed: _Interrupt | None) -> _State:
+        """Leave the active states, once; return the state the exit found.
+
+        Takes the lock itself. ``landed``: an interrupt that landed in a first
+        attempt, which this one completes.
+        """
+        state = self._thread
+        withdraw = withdraw_async_exc
+        with monitor.lock:
+            # First call under the lock, and a C call: withdraw an exception still
+            # pending on this thread before any check point can let it through.
+            withdrawn = False
+            if state is not None and state.sent:
+                try:
+                    if withdraw is not None:
+                        withdraw(state.ident, None)
+                except _Interrupt:
+                    pass  # it landed an instant before the withdrawal: same outcome
+                state.sent = False
+                withdrawn = True
+            before = self._exit_found
+            if before is None or landed is None:
+                before = self._state
+                if before is _ACTIVE or before is _EXPIRING:
+                    if state is not existing_state():
+                        raise RuntimeError(
+                            "Deadline must be exited in the thread that entered it "
+                            f"({state.thread.name if state else None!r})"
+                        )
+                    self._exit_found = before
+                    self._state = _FINISHED
+                    try:
+                        self._ended = clock()
+                    finally:  # an exception from elsewhere must not leave it registered
+                        self._leave(state)
+            else:
+                self._leave(state)  # idempotent: complete what the first attempt began
+            if state is not None and (
+                withdrawn or (landed is not None and landed.scope is not self)
+            ):
+                self._resend_outer(state)
+        return before
 
     def _leave(self, state: ThreadState | None) -> None:
         if self._entry is not None:
@@ -524,6 +547,7 @@ def remaining() -> float | None:
 protect(
     Deadline.__enter__,
     Deadline.__exit__,
+    Deadline._finish,
     Deadline._discard,
     Deadline._exit_late,
     Deadline.reschedule,
