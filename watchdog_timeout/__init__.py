@@ -4,6 +4,9 @@
   the caller's thread, or in a child process).
 - ``deadline(seconds)``: a ``with`` block that interrupts the current thread.
 - ``remaining()``: seconds left before the innermost deadline, for native timeouts.
+- ``Watchdog(seconds)``: interrupt (or report) a loop that stops calling ``kick()``.
+- ``shield()``: hold interrupts back during a critical section.
+- ``StoppableThread``: a thread with a cooperative ``stop()`` and a forced ``kill()``.
 - ``TimeoutExpired``: what a time limit that ran out raises.
 - ``async_raise`` and ``stop_thread``: raise an exception inside another thread.
 """
@@ -13,7 +16,9 @@ from ._decorator import SecondsOrFunction, timeout
 from ._errors import ProcessCrashed, TimeoutExpired
 from ._scope import Deadline, deadline, remaining
 from ._seconds import Seconds
-from ._threads import stop_thread
+from ._shield import Shield, shield
+from ._threads import StoppableThread, stop_thread
+from ._watchdog import Watchdog
 from ._worker import abandoned_workers
 
 __version__ = "0.1.0"
@@ -23,12 +28,16 @@ __all__ = (
     "ProcessCrashed",
     "Seconds",
     "SecondsOrFunction",
+    "Shield",
+    "StoppableThread",
     "ThreadOrIdent",
     "TimeoutExpired",
+    "Watchdog",
     "abandoned_workers",
     "async_raise",
     "deadline",
     "remaining",
+    "shield",
     "stop_thread",
     "timeout",
 )

@@ -39,6 +39,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from types import CodeType, FrameType
 from typing import Any, Callable, Protocol
 
@@ -61,10 +62,16 @@ from ._seconds import clock
 
 __all__ = (
     "RETRY",
+    "stack_of",
+    "stack_of_thread",
     "REINJECT",
     "ThreadState",
     "current_state",
     "deliver",
+    "expiring_scope",
+    "interruptible",
+    "resend_expiring",
+    "state_of",
     "protect",
 )
 
@@ -101,6 +108,8 @@ class Scope(Protocol):
 
     def _rearm(self, when: float) -> None: ...
 
+    def _is_open(self) -> bool: ...
+
 
 class ThreadState:
     """Per-thread record: the thread's open scopes and how to reach the code it runs.
@@ -113,9 +122,22 @@ class ThreadState:
         delegate: The worker whose call this thread is waiting for: interrupts
             for this thread's scopes go there.
         boundary: For a worker: the frame that runs the call.
+        shielded: How many ``shield()`` blocks the thread is in: no interrupt is
+            sent while it is above zero.
     """
 
-    __slots__ = ("boundary", "delegate", "ident", "is_main", "parent", "scopes", "sent", "thread")
+    __slots__ = (
+        "__weakref__",
+        "boundary",
+        "delegate",
+        "ident",
+        "is_main",
+        "parent",
+        "scopes",
+        "sent",
+        "shielded",
+        "thread",
+    )
 
     def __init__(self, thread: threading.Thread) -> None:
         self.thread = thread
@@ -126,9 +148,12 @@ class ThreadState:
         self.parent: ThreadState | None = None
         self.delegate: ThreadState | None = None
         self.boundary: FrameType | None = None
+        self.shielded = 0
 
 
 _local = threading.local()
+#: Every thread's state, by ident, for code that watches another thread.
+_states: weakref.WeakValueDictionary[int, ThreadState] = weakref.WeakValueDictionary()
 
 
 def current_state() -> ThreadState:
@@ -137,6 +162,7 @@ def current_state() -> ThreadState:
         return _local.state  # type: ignore[no-any-return]
     except AttributeError:
         state = _local.state = ThreadState(threading.current_thread())
+        _states[state.ident] = state
         if state.is_main:
             _install_wakeup(state)
         return state
@@ -145,6 +171,42 @@ def current_state() -> ThreadState:
 def existing_state() -> ThreadState | None:
     """The calling thread's state if it has one."""
     return getattr(_local, "state", None)
+
+
+def state_of(ident: int) -> ThreadState | None:
+    """Another thread's state, if it has one."""
+    return _states.get(ident)
+
+
+def expiring_scope(state: ThreadState) -> Scope | None:
+    """The outermost expiring scope that limits ``state``'s thread, if any."""
+    for scope in _expiring_scopes(state):
+        return scope
+    return None
+
+
+def resend_expiring(state: ThreadState) -> None:
+    """Ask the monitor to send now the interrupt of the outermost expiring scope.
+
+    For an interrupt that was withdrawn or held back (an inner exit, a shield):
+    the scope is still open. Hold the monitor's lock.
+    """
+    for scope in _expiring_scopes(state):
+        scope._rearm(clock())
+        return
+
+
+def interruptible(ident: int) -> bool:
+    """Whether an exception from elsewhere may be sent to thread ``ident`` now.
+
+    Not while it runs our bookkeeping, nor inside ``shield()``. Hold the GIL (and
+    the monitor's lock, to be sure a shield is not entered meanwhile).
+    """
+    state = _states.get(ident)
+    if state is not None and state.shielded:
+        return False
+    top = sys._current_frames().get(ident)
+    return top is not None and top.f_code not in PROTECTED
 
 
 #: Code objects of our bookkeeping: an interrupt is never sent while one is running.
@@ -201,6 +263,31 @@ def locate(
     return GONE
 
 
+def stack_of(scope: Scope, limit: int = 8) -> tuple[tuple[str, int, str], ...] | None:
+    """Where the thread that runs ``scope``'s block is now: innermost frame first.
+
+    Hold the monitor's lock (the thread then cannot move: the caller holds the GIL).
+    """
+    leaf = scope._thread
+    if leaf is None:
+        return None
+    while leaf.delegate is not None:
+        leaf = leaf.delegate
+    return stack_of_thread(leaf.ident, limit)
+
+
+def stack_of_thread(ident: int, limit: int = 8) -> tuple[tuple[str, int, str], ...]:
+    """Where thread ``ident`` is now, innermost frame first, without our own frames."""
+    frame: FrameType | None = sys._current_frames().get(ident)
+    stack: list[tuple[str, int, str]] = []
+    while frame is not None and len(stack) < limit:
+        code = frame.f_code
+        if code not in PROTECTED:  # our own frames say nothing about the code
+            stack.append((code.co_filename, frame.f_lineno, code.co_name))
+        frame = frame.f_back
+    return tuple(stack)
+
+
 def _patiently(scope: Scope, where: str, boundary: FrameType) -> str:
     """Turn a passing EDGE, or OUTSIDE at a call, into DEFER, up to PATIENCE times."""
     if where is EDGE:
@@ -241,6 +328,8 @@ def deliver(
     leaf = state
     while leaf.delegate is not None:
         leaf = leaf.delegate
+    if leaf.shielded:
+        return REINJECT  # the shield's exit asks again at once
     if leaf is state:
         if leaf.is_main and _wakeup_ready():
             # The handler decides in the main thread itself; see _on_wakeup_signal.
@@ -391,7 +480,7 @@ def _wakeup_ready() -> bool:
 def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
     """Raise the interrupt in the main thread, if it runs the block it is meant for."""
     state = _main_state
-    if state is None or frame is None:
+    if state is None or frame is None or state.shielded:
         return
     for scope, seen in _expiring(state, frame, protected=True):
         assert scope._owner is not None
@@ -437,6 +526,7 @@ protect(
     locate,
     _expiring,
     _expiring_scopes,
+    resend_expiring,
     _on_interpreter_delivery,
     _unwinding_into,
     _patiently,

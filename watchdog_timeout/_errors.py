@@ -8,6 +8,7 @@ out turns it into ``TimeoutExpired`` (``raise ... from``) where the scope ends.
 
 from __future__ import annotations
 
+import os.path
 from typing import Any, Callable
 
 __all__ = ("ProcessCrashed", "TimeoutExpired")
@@ -32,12 +33,15 @@ class TimeoutExpired(TimeoutError):
         name: The label of the deadline or the qualified name of the function.
         stopped: True if the limited code really stopped; False if it could not be
             stopped (blocked in C code) and was left running in the background.
+        stack: For a ``Watchdog``: where the watched thread was at expiry, innermost
+            frame first, as ``(filename, lineno, function)``; None otherwise.
     """
 
     seconds: float | None
     elapsed: float
     name: str
     stopped: bool
+    stack: StackSummary | None
 
     def __init__(
         self,
@@ -46,14 +50,18 @@ class TimeoutExpired(TimeoutError):
         elapsed: float = 0.0,
         name: str = "deadline()",
         stopped: bool = True,
+        stack: StackSummary | None = None,
     ) -> None:
         self.seconds = seconds
         self.elapsed = elapsed
         self.name = name
         self.stopped = stopped
+        self.stack = stack
         message = f"{name} exceeded its time limit of {_format_seconds(seconds)} seconds"
         if not stopped:
             message += " and could not be stopped: it is still running in the background"
+        if stack:
+            message += "; it was in " + describe_stack(stack)
         super().__init__(message)
         # OSError.__init__ ignores its arguments in classes whose __new__ is
         # overridden (as in _LateTimeoutExpired); set them explicitly.
@@ -64,14 +72,28 @@ class TimeoutExpired(TimeoutError):
         # pickling; always rebuild the public class (see _LateTimeoutExpired).
         return (
             _rebuild_timeout_expired,
-            (self.seconds, self.elapsed, self.name, self.stopped),
+            (self.seconds, self.elapsed, self.name, self.stopped, self.stack),
         )
 
 
 def _rebuild_timeout_expired(
-    seconds: float | None, elapsed: float, name: str, stopped: bool
+    seconds: float | None,
+    elapsed: float,
+    name: str,
+    stopped: bool,
+    stack: StackSummary | None = None,
 ) -> TimeoutExpired:
-    return TimeoutExpired(seconds, elapsed=elapsed, name=name, stopped=stopped)
+    return TimeoutExpired(seconds, elapsed=elapsed, name=name, stopped=stopped, stack=stack)
+
+
+#: Where a thread was: ``(filename, lineno, function)`` per frame, innermost first.
+StackSummary = tuple[tuple[str, int, str], ...]
+
+
+def describe_stack(stack: StackSummary, limit: int = 3) -> str:
+    """``f (file.py:12), called from g (file.py:30)``: the innermost frames, briefly."""
+    parts = [f"{name} ({os.path.basename(file)}:{line})" for file, line, name in stack[:limit]]
+    return ", called from ".join(parts)
 
 
 class ProcessCrashed(RuntimeError):

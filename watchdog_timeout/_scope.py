@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import sys
-from types import FrameType, TracebackType
+from types import CodeType, FrameType, TracebackType
 from typing import Callable
 
 from ._async_raise import withdraw_async_exc
@@ -43,8 +43,10 @@ from ._delivery import (
     deliver,
     existing_state,
     protect,
+    resend_expiring,
+    stack_of,
 )
-from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired
+from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired, describe_stack
 from ._frames import Marker, marker_at_enter
 from ._monitor import Entry, logger, monitor
 from ._seconds import Seconds, check_seconds, clock
@@ -70,16 +72,23 @@ class _State(enum.Enum):
 _CREATED, _ACTIVE, _EXPIRING, _EXPIRED, _FINISHED = _State
 
 
+#: Code of our own that enters a scope on its caller's behalf (Watchdog.__enter__).
+PASS_THROUGH: set[CodeType] = set()
+
+
 def _owner_frame(frame: FrameType) -> FrameType:
-    # The frame whose block the scope limits: past ExitStack.enter_context and past
-    # a @contextmanager generator (suspended while the with-block it serves runs).
+    # The frame whose block the scope limits: past ExitStack.enter_context, past
+    # a @contextmanager generator (suspended while the with-block it serves runs),
+    # and past our own PASS_THROUGH code.
     while True:
         code = frame.f_code
         back = frame.f_back
         if back is None:
             return frame
-        if code.co_filename == _CONTEXTLIB or (
-            code.co_flags & _GENERATOR_FLAGS and back.f_code.co_filename == _CONTEXTLIB
+        if (
+            code in PASS_THROUGH
+            or code.co_filename == _CONTEXTLIB
+            or (code.co_flags & _GENERATOR_FLAGS and back.f_code.co_filename == _CONTEXTLIB)
         ):
             frame = back
         else:
@@ -105,7 +114,10 @@ class Deadline:
         "_on_expire",
         "_on_expire_due",
         "_owner",
+        "_renew",
+        "_report_only",
         "_seconds",
+        "_stack",
         "_started",
         "_state",
         "_thread",
@@ -139,6 +151,12 @@ class Deadline:
         self._edges = 0
         self._exits = 0
         self._exit_found: _State | None = None
+        # For a Watchdog: when the deadline really is after the last kick (kicks
+        # only store a time; the monitor looks when the entry comes due), whether
+        # expiry only reports, and where the thread was when it expired.
+        self._renew: Callable[[], float] | None = None
+        self._report_only = False
+        self._stack: tuple[tuple[str, int, str], ...] | None = None
 
     # --- public view --------------------------------------------------------
 
@@ -292,7 +310,7 @@ class Deadline:
             if state is not None and (
                 withdrawn or (landed is not None and landed.scope is not self)
             ):
-                self._resend_outer(state)
+                resend_expiring(state)
         return before
 
     def _leave(self, state: ThreadState | None) -> None:
@@ -334,16 +352,6 @@ class Deadline:
         self._state = _EXPIRED
         return True
 
-    def _resend_outer(self, state: ThreadState) -> None:
-        # The withdrawn exception may have been meant for a scope this one sits in.
-        link: ThreadState | None = state
-        while link is not None:
-            for scope in link.scopes:
-                if scope._state is _EXPIRING:
-                    scope._rearm(clock())
-                    return
-            link = link.parent
-
     def _rearm(self, when: float) -> None:
         if self._entry is not None:
             monitor.cancel(self._entry)
@@ -369,6 +377,14 @@ class Deadline:
                 self._thread.scopes.remove(self)  # an exit cut short by an exception
             return None
         if self._state is _ACTIVE:
+            if self._renew is not None:
+                when = self._renew()
+                if when > now:  # kicked meanwhile: wait for the new deadline
+                    self._entry = monitor.schedule(when, self)
+                    return None
+                self._stack = stack_of(self)
+            if self._report_only:
+                return self._report
             if self._on_expire_due:
                 self._on_expire_due = False
                 return self._run_on_expire
@@ -394,10 +410,32 @@ class Deadline:
         with monitor.lock:
             if self._state is not _ACTIVE or self._entry is not None:
                 return
+            if self._renew is not None and self._renew() > clock():
+                self._entry = monitor.schedule(self._renew(), self)  # kicked in time
+                return
             self._state = _EXPIRING
             state = self._thread
             grace = 0.0 if state is not None and state.is_main else ON_EXPIRE_GRACE
             self._entry = monitor.schedule(clock() + grace, self)
+
+    def _report(self) -> None:
+        # Report-only expiry, in the monitor thread: log where the thread is, call
+        # on_expire, and look again one period later.
+        where = describe_stack(self._stack) if self._stack else "an unknown place"
+        logger.warning(
+            "watchdog_timeout: %s not kicked for %s seconds; the thread is in %s",
+            self._name(),
+            f"{self._seconds:g}" if self._seconds is not None else "?",
+            where,
+        )
+        if self._on_expire is not None:
+            try:
+                self._on_expire()
+            except BaseException:
+                logger.exception("watchdog_timeout: on_expire of %r raised", self)
+        with monitor.lock:
+            if self._state is _ACTIVE and self._entry is None and self._seconds is not None:
+                self._entry = monitor.schedule(clock() + self._seconds, self)
 
     def _exit_late(self, cause: BaseException | None) -> BaseException:
         """Finish the exit for an interrupt that landed after the block ended.
@@ -426,7 +464,11 @@ class Deadline:
 
     def _timeout_expired(self, stopped: bool = True) -> TimeoutExpired:
         return TimeoutExpired(
-            self.seconds, elapsed=self.elapsed, name=self._name(), stopped=stopped
+            self.seconds,
+            elapsed=self.elapsed,
+            name=self._name(),
+            stopped=stopped,
+            stack=self._stack,
         )
 
     def _expire_now(self) -> None:

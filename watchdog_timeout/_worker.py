@@ -233,7 +233,11 @@ class _Reinjector:
         if worker.call is None or state is None or send_async_exc is None:
             return  # the call has ended
         top = sys._current_frames().get(state.ident)
-        if top is not None and locate(top, self.boundary, None, True) is DELIVER:
+        if (
+            top is not None
+            and not state.shielded
+            and locate(top, self.boundary, None, True) is DELIVER
+        ):
             send_async_exc(state.ident, _Interrupt)
             state.sent = True
         monitor.schedule(now + REINJECT, self)

@@ -1,0 +1,118 @@
+"""shield(): interrupts wait for the critical section, then land right after it."""
+
+from __future__ import annotations
+
+import queue
+import time
+
+import pytest
+from helpers import assert_takes_about, run_in_thread
+
+from watchdog_timeout import TimeoutExpired, deadline, shield, timeout
+from watchdog_timeout._errors import _Interrupt
+
+
+def spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_an_expired_scope_whose_block_is_shielded_reports_after_the_shield() -> None:
+    after = []
+    with assert_takes_about(0.2), pytest.raises(TimeoutExpired):
+        with deadline(0.05):
+            with shield():
+                spin(0.2)
+                after.append("shield completed")
+            spin(10)
+    assert after == ["shield completed"]
+
+
+def test_the_deferred_interrupt_is_delivered_at_the_end_of_the_shield() -> None:
+    landed: list[tuple[float, bool]] = []
+    start = time.monotonic()
+    with deadline(0.05, suppress=True) as scope:
+        try:
+            with shield():
+                spin(0.2)
+        except _Interrupt as interrupt:  # raised by the shield's exit itself
+            landed.append((time.monotonic() - start, interrupt.scope is scope))
+            raise
+        spin(10)  # never reached
+    assert scope.expired
+    assert len(landed) == 1
+    when, ours = landed[0]
+    assert ours
+    assert 0.2 <= when < 0.3
+
+
+def test_shields_nest() -> None:
+    with pytest.raises(TimeoutExpired), deadline(0.05):
+        with shield():
+            with shield():
+                spin(0.1)
+            spin(0.1)  # still in the outer shield
+            inner_done = True
+        assert inner_done
+        spin(10)
+
+
+def test_a_shield_in_the_main_thread_holds_the_wake_up_signal_back() -> None:
+    with assert_takes_about(0.3), pytest.raises(TimeoutExpired), deadline(0.05):
+        with shield():
+            time.sleep(0.3)  # not woken
+        time.sleep(10)  # woken at once
+
+
+def test_a_shield_does_not_delay_the_caller_of_a_timeout_call() -> None:
+    @timeout(0.05, grace=0.1)
+    def critical() -> None:
+        with shield():
+            spin(1.0)
+
+    with assert_takes_about(0.15), pytest.raises(TimeoutExpired) as caught:
+        critical()
+    assert not caught.value.stopped
+
+
+def queue_round_trips(trials: int, shielded: bool) -> int:
+    """Deadlines expiring during queue.put/get; how many left the queue's lock held."""
+    broken = 0
+    for trial in range(trials):
+        jobs: queue.Queue[int] = queue.Queue()
+        with deadline(0.00005 + (trial % 10) * 0.00002, suppress=True):
+            while True:
+                if shielded:
+                    with shield():
+                        jobs.put(trial)
+                        jobs.get()
+                else:
+                    jobs.put(trial)
+                    jobs.get()
+        if not jobs.mutex.acquire(blocking=False):
+            broken += 1
+        else:
+            jobs.mutex.release()
+    return broken
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("fast_switching")
+def test_10000_deliveries_never_leave_a_shielded_queue_lock_held() -> None:
+    assert run_in_thread(lambda: queue_round_trips(10_000, shielded=True), timeout=280) == 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("fast_switching")
+def test_without_a_shield_the_same_deliveries_do_break_queues() -> None:
+    # What the shield is for (and proof that the test above can fail).
+    assert run_in_thread(lambda: queue_round_trips(3_000, shielded=False), timeout=280) > 0
+
+
+def test_shield_misuse() -> None:
+    guard = shield()
+    with pytest.raises(RuntimeError, match="before it is entered"):
+        guard.__exit__(None, None, None)
+    with guard, pytest.raises(RuntimeError, match="entered twice"), guard:
+        pass

@@ -1,0 +1,271 @@
+"""``Watchdog``: interrupt (or report) a thread that stops making progress.
+
+Design notes
+------------
+Things that don't work:
+
+- Rescheduling a deadline on every kick: a lock, a heap push and an allocation
+  per iteration of the loop being watched.
+- ``faulthandler.dump_traceback_later``: it prints where every thread is, but
+  gives the program nothing to handle.
+
+Solution: a ``Watchdog`` is a ``Deadline`` whose time is renewed lazily: a kick
+only stores the time (no lock, no allocation); when the monitor's entry comes
+due it compares with the last kick and, if there was one, waits again until
+``last kick + seconds``. At expiry the monitor records where the thread is (the
+innermost frames) and the ``TimeoutExpired`` carries it (``stack``, and in its
+message). ``on_expire`` runs first; a kick during it saves the thread. With
+``interrupt=False`` the watchdog only reports: a warning on the
+``watchdog_timeout`` logger and ``on_expire``, every ``seconds`` while no kick
+comes.
+
+``start()``/``stop()`` watch a thread without a ``with`` block, any thread. There
+is no block to turn the interrupt into ``TimeoutExpired``, so the thread is sent
+``TimeoutExpired`` itself (a private subclass built without arguments, which
+reads the details the monitor recorded for its thread), every 50 ms until a
+kick or ``stop()``, never into our bookkeeping nor inside ``shield()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import threading
+from typing import Any, Callable, TypeVar
+
+from ._async_raise import send_async_exc
+from ._delivery import REINJECT, existing_state, interruptible, protect, stack_of_thread
+from ._errors import TimeoutExpired, describe_stack
+from ._monitor import logger, monitor
+from ._scope import _ACTIVE, _CREATED, _EXPIRING, _FINISHED, PASS_THROUGH, Deadline
+from ._seconds import Seconds, check_seconds, clock
+
+__all__ = ("Watchdog",)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The watchdog whose expiry a thread is being sent, by thread ident.
+_sending: dict[int, Watchdog] = {}
+
+
+class Watchdog(Deadline):
+    """A heartbeat timer: the watched thread is interrupted when ``seconds`` pass without a kick.
+
+    Use it as a ``with`` block around a loop that calls :meth:`kick` (the usual
+    way), as a decorator (each call is watched; inside, :meth:`current` gives the
+    watchdog), or with :meth:`start` and :meth:`stop` to watch any thread.
+
+    Example:
+        >>> with Watchdog(10, label="ingest") as dog:  # doctest: +SKIP
+        ...     for item in items:
+        ...         process(item)
+        ...         dog.kick()
+
+    Args:
+        seconds: The longest time allowed between kicks (and before the first).
+        on_expire: Called once per expiry, without arguments, in the monitor
+            thread, before the interrupt; a kick meanwhile saves the thread.
+        label: The name reported in TimeoutExpired and in reports.
+        interrupt: False: never interrupt, only report (a warning on the
+            ``watchdog_timeout`` logger, and ``on_expire``), for monitoring.
+
+    Attributes:
+        kicks: How many times it was kicked.
+        longest_gap: The longest time between kicks so far (from the start).
+    """
+
+    __slots__ = ("_interrupt", "_last", "_period", "_watch", "kicks", "longest_gap")
+
+    def __init__(
+        self,
+        seconds: Seconds,
+        *,
+        on_expire: Callable[[], object] | None = None,
+        label: str | None = None,
+        interrupt: bool = True,
+    ) -> None:
+        period = check_seconds(seconds)
+        if period is None:
+            raise ValueError(f"`seconds` must be a finite number of seconds, got {seconds!r}")
+        if on_expire is not None and not callable(on_expire):
+            raise TypeError(f"`on_expire` must be callable or None, got {on_expire!r}")
+        super().__init__(period, label=label or "watchdog", on_expire=on_expire)
+        self._period = period
+        self._interrupt = interrupt
+        self._last = 0.0
+        self._watch: _ThreadWatch | None = None
+        self.kicks = 0
+        self.longest_gap = 0.0
+        self._renew = self._renewed_until
+        self._report_only = not interrupt
+
+    def _renewed_until(self) -> float:
+        return self._last + self._period
+
+    def __enter__(self) -> Watchdog:
+        self._last = clock()
+        super().__enter__()
+        return self
+
+    def kick(self) -> None:
+        """Record progress: the thread has ``seconds`` more from now. Cheap: no lock."""
+        state = self._state
+        if state is not _ACTIVE and state is not _EXPIRING:
+            raise RuntimeError(f"Watchdog cannot be kicked: it is {state.value}")
+        now = clock()
+        gap = now - self._last
+        self.longest_gap = max(self.longest_gap, gap)
+        self._last = now
+        self._when = now + self._period  # for remaining(); the monitor renews lazily
+        self.kicks += 1
+
+    @classmethod
+    def current(cls) -> Watchdog:
+        """The innermost watchdog open in the current thread (for decorated functions).
+
+        Raises:
+            LookupError: No watchdog watches this thread.
+        """
+        state = existing_state()
+        for scope in reversed(state.scopes if state is not None else []):
+            if isinstance(scope, Watchdog) and scope._is_open():
+                return scope
+        raise LookupError("no Watchdog watches the current thread")
+
+    def __call__(self, function: F) -> F:
+        """Watch every call of ``function`` with a new watchdog of these settings."""
+        if inspect.iscoroutinefunction(function) or inspect.isgeneratorfunction(function):
+            raise TypeError(
+                f"Watchdog cannot watch {function!r}: its body runs later, piece by "
+                "piece; use `with Watchdog(...)` around the loop that drives it"
+            )
+        settings = (self._period, self._on_expire, self.label, self._interrupt)
+
+        @functools.wraps(function)
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            seconds, on_expire, label, interrupt = settings
+            with Watchdog(seconds, on_expire=on_expire, label=label, interrupt=interrupt):
+                return function(*args, **kwargs)
+
+        return watched  # type: ignore[return-value]
+
+    # --- watching any thread --------------------------------------------------
+
+    def start(self, thread: threading.Thread | None = None) -> Watchdog:
+        """Watch ``thread`` (default: the current one) until :meth:`stop`.
+
+        At expiry the thread is sent ``TimeoutExpired`` (with ``stack``), again
+        every 50 ms until a kick or ``stop()``; with ``interrupt=False`` it is only
+        reported.
+
+        Raises:
+            RuntimeError: Already started, or used as a ``with`` block.
+            ValueError: The thread is not alive.
+        """
+        target = threading.current_thread() if thread is None else thread
+        if not target.is_alive() or target.ident is None:
+            raise ValueError(f"thread {target.name!r} is not alive")
+        with monitor.lock:
+            if self._watch is not None or self._state is not _CREATED:
+                raise RuntimeError("Watchdog cannot be started twice, nor while used as a block")
+            self._state = _ACTIVE
+            self._started = self._last = clock()
+            watch = self._watch = _ThreadWatch(self, target)
+            watch.entry = monitor.schedule(self._last + self._period, watch)
+        return self
+
+    def stop(self) -> None:
+        """Stop watching the thread given to :meth:`start`."""
+        with monitor.lock:
+            watch = self._watch
+            if watch is None:
+                raise RuntimeError("Watchdog.stop() without start()")
+            watch.stopped = True
+            if watch.entry is not None:
+                monitor.cancel(watch.entry)
+                watch.entry = None
+            self._state = _FINISHED
+            self._ended = clock()
+            _sending.pop(watch.ident, None)
+
+
+class _ThreadWatch:
+    """The monitor's entry for a watchdog started on a thread."""
+
+    __slots__ = ("dog", "entry", "ident", "stopped", "thread")
+
+    def __init__(self, dog: Watchdog, thread: threading.Thread) -> None:
+        self.dog = dog
+        self.thread = thread
+        self.ident: int = thread.ident  # type: ignore[assignment]
+        self.entry: list[Any] | None = None
+        self.stopped = False
+
+    def alarm(self, now: float) -> Callable[[], None] | None:
+        self.entry = None
+        dog = self.dog
+        if self.stopped or not self.thread.is_alive():
+            return None
+        when = dog._renewed_until()
+        if when > now:
+            self.entry = monitor.schedule(when, self)
+            return None
+        dog._stack = stack_of_thread(self.ident)
+        return self._expired
+
+    def _expired(self) -> None:
+        # In the monitor thread, without the lock: report or call on_expire, then
+        # (unless kicked meanwhile) interrupt the thread.
+        dog = self.dog
+        if not dog._interrupt:
+            _report(dog)
+        elif dog._on_expire is not None:
+            try:
+                dog._on_expire()
+            except BaseException:
+                logger.exception("watchdog_timeout: on_expire of %r raised", dog)
+        with monitor.lock:
+            if self.stopped:
+                return
+            now = clock()
+            if dog._interrupt and dog._renewed_until() <= now and interruptible(self.ident):
+                _sending[self.ident] = dog
+                if send_async_exc is not None:
+                    send_async_exc(self.ident, _WatchdogTimeoutExpired)
+            later = REINJECT if dog._interrupt else dog._period
+            self.entry = monitor.schedule(max(now + later, dog._renewed_until()), self)
+
+
+def _report(dog: Watchdog) -> None:
+    where = describe_stack(dog._stack) if dog._stack else "an unknown place"
+    logger.warning(
+        "watchdog_timeout: %s not kicked for %g seconds; the thread is in %s",
+        dog.label,
+        dog._period,
+        where,
+    )
+    if dog._on_expire is not None:
+        try:
+            dog._on_expire()
+        except BaseException:
+            logger.exception("watchdog_timeout: on_expire of %r raised", dog)
+
+
+class _WatchdogTimeoutExpired(TimeoutExpired):
+    """Sent to a thread watched with ``start()``; built by the interpreter, without arguments."""
+
+    def __init__(self, *args: object) -> None:
+        dog = _sending.get(threading.get_ident())
+        if dog is None:
+            super().__init__(None, name="watchdog")
+        else:
+            super().__init__(
+                dog._period, elapsed=clock() - dog._started, name=dog._name(), stack=dog._stack
+            )
+
+
+_WatchdogTimeoutExpired.__name__ = _WatchdogTimeoutExpired.__qualname__ = "TimeoutExpired"
+_WatchdogTimeoutExpired.__module__ = "watchdog_timeout"
+
+PASS_THROUGH.add(Watchdog.__enter__.__code__)
+protect(Watchdog.__enter__, Watchdog.start, Watchdog.stop, _WatchdogTimeoutExpired.__init__)
