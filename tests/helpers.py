@@ -44,3 +44,16 @@ def run_in_thread(function: Callable[[], T], *, timeout: float = 30.0) -> T:
         return value  # type: ignore[return-value]
     assert isinstance(value, BaseException)
     raise value
+
+
+def spin(seconds: float) -> None:
+    """Busy pure-Python work for ``seconds``: the kind of code an interrupt stops."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def spin_forever() -> None:
+    """Busy pure-Python work that never ends on its own."""
+    while True:
+        pass

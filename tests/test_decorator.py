@@ -13,7 +13,7 @@ import time
 import traceback
 
 import pytest
-from helpers import assert_takes_about, run_in_thread
+from helpers import assert_takes_about, run_in_thread, spin, spin_forever
 
 from watchdog_timeout import (
     TimeoutExpired,
@@ -23,18 +23,6 @@ from watchdog_timeout import (
     remaining,
     timeout,
 )
-
-
-def spin(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
-
-
-def spin_forever() -> None:
-    while True:
-        pass
-
 
 # --- results and errors pass through --------------------------------------------
 

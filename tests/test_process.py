@@ -24,7 +24,14 @@ import _process_targets as targets
 import pytest
 from helpers import assert_takes_about, run_in_thread
 
-from watchdog_timeout import ProcessCrashed, TimeoutExpired, _process, _process_child, deadline
+from watchdog_timeout import (
+    ProcessCrashed,
+    TimeoutExpired,
+    _process,
+    _process_child,
+    _process_pool,
+    deadline,
+)
 from watchdog_timeout._process import call_in_process
 from watchdog_timeout._process_tree import stop_tree
 
@@ -95,9 +102,9 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.fixture
 def fresh_pools(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Pools of the test's own, stopped at its end (for tests that change pool settings)."""
-    monkeypatch.setattr(_process, "_pools", {})
+    monkeypatch.setattr(_process_pool, "_pools", {})
     yield
-    for pool in _process._pools.values():
+    for pool in _process_pool._pools.values():
         pool.close(2.0)
 
 
@@ -332,7 +339,9 @@ def test_call_in_process_reports_a_child_that_outlived_sigkill(
         stop_tree(process, grace)
         return False  # as for a process in D state
 
-    monkeypatch.setattr(_process, "stop_tree", stuck_in_the_kernel)  # where _finish looks it up
+    monkeypatch.setattr(
+        _process_pool, "stop_tree", stuck_in_the_kernel
+    )  # where _finish looks it up
     with pytest.raises(TimeoutExpired, match="could not be stopped") as caught:
         call(targets.wait_forever, seconds=0.1)
     assert caught.value.stopped is False
@@ -454,12 +463,12 @@ def test_call_in_process_serves_many_threads() -> None:
     for thread in threads:
         thread.join(30)
     assert results == {b: [b + i for i in range(10)] for b in range(4)}
-    assert len(_process._pool_for("forkserver")._idle) <= _process.MAX_IDLE
+    assert len(_process_pool._pool_for("forkserver")._idle) <= _process_pool.MAX_IDLE
 
 
 @pytest.mark.usefixtures("fresh_pools")
 def test_call_in_process_idle_child_retires(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_process, "IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(_process_pool, "IDLE_TIMEOUT", 0.2)
     first = call(targets.pid)
     time.sleep(0.5)
     assert wait_gone(first)
@@ -470,13 +479,13 @@ def test_call_in_process_idle_child_retires(monkeypatch: pytest.MonkeyPatch) -> 
 def test_call_in_process_retries_a_call_sent_to_a_retiring_child(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_process, "IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(_process_pool, "IDLE_TIMEOUT", 0.2)
     call(targets.pid)
-    pool = _process._pool_for("forkserver")
+    pool = _process_pool._pool_for("forkserver")
     worker = pool._idle[-1]
     time.sleep(0.5)  # it said goodbye; acquire() would notice, so hand it the call directly
     payload = _process_child.pack_call(targets.pid, (), {}, "pid()", "forkserver")
-    worker.state = _process._BUSY
+    worker.state = _process_pool._BUSY
     assert _process._run(pool, worker, payload, seconds=5.0, grace=1.0, name="pid()") is None
     pool.forget(worker)
 

@@ -15,24 +15,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from helpers import assert_takes_about, run_in_thread
+from helpers import assert_takes_about, run_in_thread, spin, spin_forever
 
 from watchdog_timeout import Deadline, TimeoutExpired, deadline, remaining
 from watchdog_timeout._delivery import current_state
 from watchdog_timeout._errors import _Interrupt
-
-
-def spin(seconds: float) -> None:
-    """Busy pure-Python work for ``seconds``."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
-
-
-def spin_forever() -> None:
-    while True:
-        pass
-
 
 # --- interrupting ---------------------------------------------------------------
 

@@ -6,16 +6,10 @@ import queue
 import time
 
 import pytest
-from helpers import assert_takes_about, run_in_thread
+from helpers import assert_takes_about, run_in_thread, spin
 
 from watchdog_timeout import TimeoutExpired, deadline, shield, timeout
 from watchdog_timeout._errors import _Interrupt
-
-
-def spin(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
 
 
 def test_an_expired_scope_whose_block_is_shielded_reports_after_the_shield() -> None:

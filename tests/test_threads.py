@@ -6,14 +6,9 @@ import threading
 import time
 
 import pytest
+from helpers import spin
 
 from watchdog_timeout import StoppableThread, shield, stop_thread
-
-
-def spin(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
 
 
 def test_stoppable_thread_is_compatible_with_the_recipe() -> None:

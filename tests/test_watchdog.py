@@ -7,15 +7,9 @@ import threading
 import time
 
 import pytest
-from helpers import assert_takes_about
+from helpers import assert_takes_about, spin
 
 from watchdog_timeout import Deadline, TimeoutExpired, Watchdog, remaining, shield
-
-
-def spin(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
 
 
 def stuck_here() -> None:

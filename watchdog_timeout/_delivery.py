@@ -44,7 +44,7 @@ from types import CodeType, FrameType
 from typing import Any, Callable, Protocol
 
 from . import _errors
-from ._async_raise import send_async_exc
+from ._async_raise import send_async_exc, withdraw_async_exc
 from ._errors import _Interrupt
 from ._frames import (
     EDGE,
@@ -72,6 +72,7 @@ __all__ = (
     "interruptible",
     "resend_expiring",
     "state_of",
+    "withdraw_pending",
     "protect",
 )
 
@@ -171,6 +172,22 @@ def current_state() -> ThreadState:
 def existing_state() -> ThreadState | None:
     """The calling thread's state if it has one."""
     return getattr(_local, "state", None)
+
+
+def withdraw_pending(state: ThreadState) -> bool:
+    """Withdraw an interrupt that may be pending on ``state``'s thread; hold the lock.
+
+    Call it first thing under the monitor's lock (so nothing is sent meanwhile),
+    within ``try: ... except _Interrupt:``: one can land at this function's entry,
+    which spends it, the same outcome. Returns whether one may have been pending.
+    """
+    if not state.sent:
+        return False
+    state.sent = False
+    withdraw = withdraw_async_exc
+    if withdraw is not None:
+        withdraw(state.ident, None)  # a C call: nothing lands between the test and this
+    return True
 
 
 def state_of(ident: int) -> ThreadState | None:
@@ -527,6 +544,7 @@ protect(
     _expiring,
     _expiring_scopes,
     resend_expiring,
+    withdraw_pending,
     _on_interpreter_delivery,
     _unwinding_into,
     _patiently,

@@ -36,7 +36,6 @@ import sys
 from types import CodeType, FrameType, TracebackType
 from typing import Callable
 
-from ._async_raise import withdraw_async_exc
 from ._delivery import (
     ThreadState,
     current_state,
@@ -45,6 +44,7 @@ from ._delivery import (
     protect,
     resend_expiring,
     stack_of,
+    withdraw_pending,
 )
 from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired, describe_stack
 from ._frames import Marker, marker_at_enter
@@ -277,19 +277,12 @@ class Deadline:
         attempt, which this one completes.
         """
         state = self._thread
-        withdraw = withdraw_async_exc
         with monitor.lock:
-            # First call under the lock, and a C call: withdraw an exception still
-            # pending on this thread before any check point can let it through.
-            withdrawn = False
-            if state is not None and state.sent:
-                try:
-                    if withdraw is not None:
-                        withdraw(state.ident, None)
-                except _Interrupt:
-                    pass  # it landed an instant before the withdrawal: same outcome
-                state.sent = False
-                withdrawn = True
+            # First, before any check point can let a pending interrupt through.
+            try:
+                withdrawn = state is not None and withdraw_pending(state)
+            except _Interrupt:
+                withdrawn = True  # it landed an instant before: the same outcome
             before = self._exit_found
             if before is None or landed is None:
                 before = self._state

@@ -31,8 +31,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import final
 
-from ._async_raise import withdraw_async_exc
-from ._delivery import ThreadState, current_state, expiring_scope, protect
+from ._delivery import ThreadState, current_state, expiring_scope, protect, withdraw_pending
 from ._errors import _Interrupt
 from ._monitor import monitor
 
@@ -52,17 +51,13 @@ class Shield:
         if self._state is not None:
             raise RuntimeError("a shield cannot be entered twice")
         state = current_state()
-        withdraw = withdraw_async_exc
         with monitor.lock:
-            # What is withdrawn here is sent again when the shield ends
-            # (resend_expiring): the scopes it was meant for are still open.
-            if state.sent:
-                try:
-                    if withdraw is not None:
-                        withdraw(state.ident, None)
-                except _Interrupt:
-                    pass  # it landed an instant before the withdrawal: same outcome
-                state.sent = False
+            # What is withdrawn here is raised when the shield ends: the scope it was
+            # meant for is still open.
+            try:  # noqa: SIM105 (suppress() is Python code an interrupt can land in)
+                withdraw_pending(state)
+            except _Interrupt:
+                pass  # it landed an instant before: the same outcome
             state.shielded += 1
             self._state = state
         return self

@@ -38,8 +38,16 @@ import threading
 from types import FrameType
 from typing import Any, Callable
 
-from ._async_raise import send_async_exc, withdraw_async_exc
-from ._delivery import DELIVER, REINJECT, ThreadState, current_state, locate, protect
+from ._async_raise import send_async_exc
+from ._delivery import (
+    DELIVER,
+    REINJECT,
+    ThreadState,
+    current_state,
+    locate,
+    protect,
+    withdraw_pending,
+)
 from ._errors import _Interrupt
 from ._monitor import logger, monitor
 from ._scope import Deadline
@@ -149,16 +157,12 @@ class _Worker:
     def _unlink(self, call: _Call) -> None:
         state = self.state
         assert state is not None
-        withdraw = withdraw_async_exc
         with monitor.lock:
-            # First call under the lock: withdraw what was sent for this call.
-            if state.sent:
-                try:
-                    if withdraw is not None:
-                        withdraw(state.ident, None)
-                except _Interrupt:
-                    pass
-                state.sent = False
+            # First: withdraw what was sent for this call.
+            try:  # noqa: SIM105 (suppress() is Python code an interrupt can land in)
+                withdraw_pending(state)
+            except _Interrupt:
+                pass  # it landed an instant before: the same outcome
             if call.caller.delegate is state:
                 call.caller.delegate = None
             state.parent = None
