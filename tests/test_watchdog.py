@@ -40,7 +40,7 @@ def test_watchdog_loop_stuck_once_is_interrupted_with_where_it_was() -> None:
     assert error.seconds == 0.1
     assert error.stack is not None
     assert [name for _, _, name in error.stack[:2]] == ["spin", "stuck_here"]
-    assert "it was in spin (test_watchdog.py:" in str(error)
+    assert "it was in spin (helpers.py:" in str(error)
     assert "called from stuck_here" in str(error)
 
 
@@ -64,7 +64,7 @@ def test_watchdog_report_only_never_interrupts(caplog: pytest.LogCaptureFixture)
     assert time.monotonic() - stuck >= 0.3
     assert 2 <= len(reports) <= 8  # once per period while no kick comes
     assert "not kicked for 0.05 seconds" in caplog.text
-    assert "spin (test_watchdog.py:" in caplog.text
+    assert "the thread is in spin (helpers.py:" in caplog.text
 
 
 def test_watchdog_on_expire_runs_before_and_a_kick_during_it_saves_the_thread() -> None:
