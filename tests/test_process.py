@@ -339,9 +339,8 @@ def test_call_in_process_reports_a_child_that_outlived_sigkill(
         stop_tree(process, grace)
         return False  # as for a process in D state
 
-    monkeypatch.setattr(
-        _process_pool, "stop_tree", stuck_in_the_kernel
-    )  # where _finish looks it up
+    # _finish looks it up in _process_pool.
+    monkeypatch.setattr(_process_pool, "stop_tree", stuck_in_the_kernel)
     with pytest.raises(TimeoutExpired, match="could not be stopped") as caught:
         call(targets.wait_forever, seconds=0.1)
     assert caught.value.stopped is False
