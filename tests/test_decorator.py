@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -491,3 +492,29 @@ def test_a_worker_thread_caller_works_too() -> None:
 
     with pytest.raises(TimeoutExpired):
         run_in_thread(busy)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_timeout_works_in_a_forked_child() -> None:
+    @timeout(0.1)
+    def busy() -> None:
+        spin_forever()
+
+    @timeout(1)
+    def answer() -> int:
+        return 42
+
+    assert answer() == 42  # a warm worker exists now: the child must not use it
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child reports through its exit code)
+        code = 1
+        try:
+            assert answer() == 42
+            try:
+                busy()
+            except TimeoutExpired:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -524,11 +524,19 @@ def _retry_soon(scope: Scope) -> None:
 
 
 def _after_fork_in_child() -> None:
+    # Only the forking thread exists in the child: forget the others' states (their
+    # idents will be reused) and the delegations to and from them.
     global _main_state
     state = existing_state()
+    _states.clear()
     if state is not None:
         state.ident = threading.get_ident()
         state.is_main = state.thread is threading.main_thread()
+        state.delegate = None
+        state.parent = None
+        state.boundary = None
+        state.sent = False
+        _states[state.ident] = state
         if state.is_main:
             _main_state = state
 

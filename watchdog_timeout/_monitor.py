@@ -199,7 +199,7 @@ class Monitor:
             entry
             for entry in self._heap
             if entry[_TARGET] is not None
-            and getattr(entry[_TARGET], "owner_ident", keep_ident) == keep_ident
+            and getattr(entry[_TARGET], "owner_ident", None) == keep_ident
         ]
         self._reset()
         heapq.heapify(survivors)

@@ -201,6 +201,11 @@ class _ThreadWatch:
         self.entry: list[Any] | None = None
         self.stopped = False
 
+    @property
+    def owner_ident(self) -> int:
+        """The watched thread (after a fork, only the forking thread's entries stay)."""
+        return self.ident
+
     def alarm(self, now: float) -> Callable[[], None] | None:
         self.entry = None
         dog = self.dog

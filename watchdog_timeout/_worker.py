@@ -33,6 +33,7 @@ internals break when interrupted), and exit after ``IDLE_TIMEOUT`` seconds.
 from __future__ import annotations
 
 import contextvars
+import os
 import sys
 import threading
 from types import FrameType
@@ -195,6 +196,18 @@ def _retire(worker: _Worker) -> bool:
             _idle.remove(worker)
             return True
     return False
+
+
+def _after_fork_in_child() -> None:
+    # The workers' threads do not exist in the child: start afresh.
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    _idle.clear()
+    _abandoned.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def abandoned_workers() -> tuple[threading.Thread, ...]:
