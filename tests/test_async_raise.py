@@ -476,3 +476,32 @@ def test_clear_async_exc_of_an_idle_thread_is_harmless(idle: Worker) -> None:
 def test_async_raise_is_exported() -> None:
     assert watchdog_timeout.async_raise is async_raise
     assert watchdog_timeout.stop_thread is stop_thread
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="ctypes.pythonapi")
+def test_other_libraries_can_still_call_the_c_api_their_way() -> None:
+    # stopit, func-timeout and the classic recipe call the cached
+    # pythonapi.PyThreadState_SetAsyncExc with a c_long: importing this package
+    # must not have declared argtypes on that shared object.
+    class Recipe(Exception):
+        pass
+
+    caught = []
+
+    def target() -> None:
+        try:
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                pass
+        except Recipe:
+            caught.append(True)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    assert thread.ident is not None
+    found = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_long(thread.ident), ctypes.py_object(Recipe)
+    )
+    thread.join(5)
+    assert found == 1
+    assert caught == [True]

@@ -20,7 +20,12 @@ Things that don't work:
 - Trusting an ident taken from a finished ``Thread``: idents are reused at once,
   and the exception would hit whichever thread has the ident now.
 
-Solution: two function objects for the same symbol, one declared
+- Declaring ``argtypes`` on ``ctypes.pythonapi.PyThreadState_SetAsyncExc``: ctypes
+  caches that object process-wide, and other libraries (stopit, func-timeout, the
+  classic recipe) pass a ``c_long`` to it: they would get ``ArgumentError``.
+
+Solution: two function objects of our own for the same symbol
+(``pythonapi[name]`` makes a new one each time), one declared
 ``(c_ulong, py_object)`` to raise and one ``(c_ulong, c_void_p)`` whose None is a
 real NULL to clear; exception classes checked up front; a ``Thread`` checked to
 be alive and to still own its ident right before the call.
@@ -67,13 +72,15 @@ def _load() -> None:
     try:
         import ctypes  # noqa: PLC0415 (optional: not every interpreter has it)
 
-        send = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    except (ImportError, AttributeError):
+        # Function objects of our own: pythonapi[...] makes a new one, while
+        # pythonapi.PyThreadState_SetAsyncExc is cached for the whole process and
+        # declaring its argtypes would break every other library that calls it.
+        send = ctypes.pythonapi["PyThreadState_SetAsyncExc"]
+    except (ImportError, AttributeError, KeyError):
         pass
     else:
         send.argtypes = (ctypes.c_ulong, ctypes.py_object)
         send.restype = ctypes.c_int
-        # A second function object: pythonapi[...] is not cached, unlike getattr.
         withdraw = ctypes.pythonapi["PyThreadState_SetAsyncExc"]
         withdraw.argtypes = (ctypes.c_ulong, ctypes.c_void_p)
         withdraw.restype = ctypes.c_int
