@@ -31,6 +31,11 @@ Solution:
   belongs to (the outermost expiring scope that is running, as in trio) or, if
   that scope's block has already ended, finishes the scope's exit itself and
   returns a TimeoutExpired instead (``_LateTimeoutExpired``).
+- An interrupt can land in a ``__del__`` or a weakref callback run by a
+  deallocation inside the block; the interpreter swallows it there and reports it
+  to ``sys.unraisablehook``. Our filter on that hook keeps it quiet and asks for
+  it again at once (a late TimeoutExpired is raised again at the thread's next
+  check point), instead of waiting for the level-triggered re-send.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from typing import Any, Callable, Protocol
 
 from . import _errors
 from ._async_raise import send_async_exc, withdraw_async_exc
-from ._errors import _Interrupt
+from ._errors import _Interrupt, _LateTimeoutExpired
 from ._frames import (
     EDGE,
     INSIDE,
@@ -57,10 +62,11 @@ from ._frames import (
     position,
     resolve_marker,
 )
-from ._monitor import monitor
+from ._monitor import Alarm, monitor
 from ._seconds import clock
 
 __all__ = (
+    "RESENT",
     "RETRY",
     "stack_of",
     "stack_of_thread",
@@ -69,6 +75,7 @@ __all__ = (
     "current_state",
     "deliver",
     "expiring_scope",
+    "filter_unraisable",
     "interruptible",
     "resend_expiring",
     "state_of",
@@ -98,8 +105,6 @@ class Scope(Protocol):
     _owner: FrameType | None
     _lasti: int
     _marker: Marker
-    _edges: int
-    _exits: int
 
     def _is_expiring(self) -> bool: ...
 
@@ -108,6 +113,8 @@ class Scope(Protocol):
     def _discard(self) -> None: ...
 
     def _rearm(self, when: float) -> None: ...
+
+    def _rarely(self) -> Any: ...
 
     def _is_open(self) -> bool: ...
 
@@ -125,6 +132,8 @@ class ThreadState:
         boundary: For a worker: the frame that runs the call.
         shielded: How many ``shield()`` blocks the thread is in: no interrupt is
             sent while it is above zero.
+        late: A late TimeoutExpired that a finalizer swallowed: raised again at
+            the thread's next check point.
     """
 
     __slots__ = (
@@ -133,6 +142,7 @@ class ThreadState:
         "delegate",
         "ident",
         "is_main",
+        "late",
         "parent",
         "scopes",
         "sent",
@@ -150,6 +160,7 @@ class ThreadState:
         self.delegate: ThreadState | None = None
         self.boundary: FrameType | None = None
         self.shielded = 0
+        self.late: _LateTimeoutExpired | None = None
 
 
 _local = threading.local()
@@ -308,12 +319,14 @@ def stack_of_thread(ident: int, limit: int = 8) -> tuple[tuple[str, int, str], .
 def _patiently(scope: Scope, where: str, boundary: FrameType) -> str:
     """Turn a passing EDGE, or OUTSIDE at a call, into DEFER, up to PATIENCE times."""
     if where is EDGE:
-        scope._edges += 1
-        if scope._edges <= PATIENCE:
+        rare = scope._rarely()
+        rare.edges += 1
+        if rare.edges <= PATIENCE:
             return DEFER
     elif where is OUTSIDE and may_be_exiting(boundary):
-        scope._exits += 1
-        if scope._exits <= PATIENCE:
+        rare = scope._rarely()
+        rare.exits += 1
+        if rare.exits <= PATIENCE:
             return DEFER
     return where
 
@@ -338,6 +351,7 @@ def deliver(
     """
     if send is None:
         raise RuntimeError("this interpreter cannot raise an exception in another thread")
+    filter_unraisable()
     state = scope._thread
     owner = scope._owner
     assert state is not None
@@ -411,6 +425,10 @@ def _on_interpreter_delivery() -> object:
     if state is None:
         return None
     state.sent = False  # it is being delivered: nothing pending any more
+    late = state.late
+    if late is not None:  # a finalizer swallowed it: this is the next check point
+        state.late = None
+        return late
     try:
         landing: FrameType | None = sys._getframe(2)  # 0: this hook, 1: _Interrupt.__new__
     except ValueError:  # built after it left every frame (3.9-3.11 build it lazily)
@@ -458,7 +476,84 @@ def _unwinding_into(scope: Scope) -> bool:
 _errors._delivery_hook = _on_interpreter_delivery
 
 
-# --- waking the main thread --------------------------------------------------
+# --- interrupts swallowed by finalizers ----------------------------------------
+
+#: Exceptions sent again and again until they stop their thread (besides
+#: _Interrupt): one a finalizer swallowed is dropped quietly.
+RESENT: set[type[BaseException]] = set()
+
+
+class _UnraisableFilter:
+    """A ``sys.unraisablehook`` that drops interrupts swallowed by finalizers.
+
+    Installed (around the hook in place) when the first interrupt is sent. Every
+    other report goes to the previous hook.
+    """
+
+    __slots__ = ("previous",)
+
+    def __init__(self, previous: Callable[[Any], object]) -> None:
+        self.previous = previous
+
+    def __call__(self, unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        if isinstance(exc, _Interrupt):
+            _send_again(exc)
+        elif type(exc) not in RESENT:
+            self.previous(unraisable)
+
+
+def filter_unraisable() -> None:
+    """Put our filter around ``sys.unraisablehook``, unless it is already there."""
+    if not isinstance(sys.unraisablehook, _UnraisableFilter):
+        sys.unraisablehook = _UnraisableFilter(sys.unraisablehook)
+
+
+def _send_again(exc: _Interrupt) -> None:
+    """Deliver again, in this thread, an interrupt that a finalizer swallowed."""
+    state = existing_state()
+    if state is None:
+        return
+    # Never wait long for the lock: this thread may hold it (a finalizer run by
+    # our own bookkeeping); the level-triggered re-send then covers an open scope.
+    if not monitor.lock.acquire(timeout=0.1):
+        return
+    try:
+        if not isinstance(exc, _LateTimeoutExpired):
+            resend_expiring(state)  # its scope is still open: send it now
+        elif state.late is None:
+            # Its scope is finished and sends nothing: have the monitor raise it at
+            # the thread's next check point (sending it from here would land in
+            # this very hook, inside the finalizer).
+            state.late = exc
+            monitor.schedule(clock(), _LateResender(state))
+        else:
+            state.late = exc
+    finally:
+        monitor.lock.release()
+
+
+class _LateResender(Alarm):
+    """Sends an interrupt to a thread until its pending late TimeoutExpired is raised."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: ThreadState) -> None:
+        self.state = state
+
+    @property
+    def owner_ident(self) -> int:
+        """The thread it sends to (after a fork, only the forking thread's entries stay)."""
+        return self.state.ident
+
+    def alarm(self, now: float) -> None:
+        state = self.state
+        if state.late is None or not state.thread.is_alive():
+            return  # raised, or handed to the scope's exit
+        if send_async_exc is not None and interruptible(state.ident):
+            send_async_exc(state.ident, _Interrupt)  # the delivery hook swaps in state.late
+            state.sent = True
+        monitor.schedule(now + REINJECT, self)
 
 
 def _choose_signal() -> int:
@@ -536,6 +631,7 @@ def _after_fork_in_child() -> None:
         state.parent = None
         state.boundary = None
         state.sent = False
+        state.late = None
         _states[state.ident] = state
         if state.is_main:
             _main_state = state
@@ -554,6 +650,8 @@ protect(
     resend_expiring,
     withdraw_pending,
     _on_interpreter_delivery,
+    _UnraisableFilter.__call__,
+    _send_again,
     _unwinding_into,
     _patiently,
     _retry_soon,

@@ -195,6 +195,9 @@ class _LateTimeoutExpired(_Interrupt, TimeoutExpired):
     code catches it as TimeoutExpired.
     """
 
+    #: The scope whose exit the delivery hook finished.
+    finished: object = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # type.__call__ calls __init__ again, without arguments, on the instance
         # that _Interrupt.__new__ returned: keep what the first call set.

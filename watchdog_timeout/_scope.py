@@ -48,7 +48,7 @@ from ._delivery import (
 )
 from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired, describe_stack
 from ._frames import Marker, marker_at_enter
-from ._monitor import Entry, logger, monitor
+from ._monitor import Alarm, Entry, logger, monitor
 from ._seconds import Seconds, check_seconds, clock
 
 __all__ = ("Deadline", "deadline", "remaining")
@@ -95,7 +95,26 @@ def _owner_frame(frame: FrameType) -> FrameType:
             return frame
 
 
-class Deadline:
+class _Rare:
+    """The fields few scopes need: kept apart, so that armed scopes stay small."""
+
+    __slots__ = ("edges", "exits", "on_expire_due", "renew", "report_only", "stack")
+
+    def __init__(self) -> None:
+        #: How often delivery waited for a loop's back-edge, or for an exit (_delivery).
+        self.edges = 0
+        self.exits = 0
+        #: on_expire is to be called at the next expiry.
+        self.on_expire_due = False
+        #: For a Watchdog: the deadline after the last kick (kicks only store a time;
+        #: the monitor looks when the entry comes due), whether expiry only reports,
+        #: and where the thread was when it expired.
+        self.renew: Callable[[], float] | None = None
+        self.report_only = False
+        self.stack: tuple[tuple[str, int, str], ...] | None = None
+
+
+class Deadline(Alarm):
     """A time limit on a block of code in the current thread; made by :func:`deadline`.
 
     Attributes:
@@ -104,20 +123,15 @@ class Deadline:
     """
 
     __slots__ = (
-        "_edges",
         "_ended",
         "_entry",
         "_exit_found",
-        "_exits",
         "_lasti",
         "_marker",
         "_on_expire",
-        "_on_expire_due",
         "_owner",
-        "_renew",
-        "_report_only",
+        "_rare",
         "_seconds",
-        "_stack",
         "_started",
         "_state",
         "_thread",
@@ -139,24 +153,21 @@ class Deadline:
         self.label = label
         self.suppress = suppress
         self._on_expire = on_expire
-        self._on_expire_due = on_expire is not None
         self._state = _CREATED
         self._thread: ThreadState | None = None
         self._owner: FrameType | None = None
         self._lasti = -1
         self._marker: Marker = None
         self._entry: Entry | None = None
-        self._started = 0.0
+        # Set only without a limit: otherwise the start is when - seconds, and
+        # one float less per armed scope keeps 10,000 of them under 300 bytes.
+        self._started: float | None = None
         self._ended: float | None = None
-        self._edges = 0
-        self._exits = 0
         self._exit_found: _State | None = None
-        # For a Watchdog: when the deadline really is after the last kick (kicks
-        # only store a time; the monitor looks when the entry comes due), whether
-        # expiry only reports, and where the thread was when it expired.
-        self._renew: Callable[[], float] | None = None
-        self._report_only = False
-        self._stack: tuple[tuple[str, int, str], ...] | None = None
+        # What few scopes need lives apart, to keep armed scopes small.
+        self._rare: _Rare | None = None
+        if on_expire is not None:
+            self._rarely().on_expire_due = True
 
     # --- public view --------------------------------------------------------
 
@@ -190,7 +201,7 @@ class Deadline:
         if self._state is _CREATED:
             return 0.0
         end = self._ended if self._ended is not None else clock()
-        return end - self._started
+        return end - self._start_time()
 
     @property
     def owner_ident(self) -> int | None:
@@ -216,9 +227,11 @@ class Deadline:
         self._owner = owner
         self._lasti = owner.f_lasti
         self._marker = marker_at_enter(owner)
-        self._started = now = clock()
+        now = clock()
         if self._seconds is not None:
             self._when = now + self._seconds
+        else:
+            self._started = now
         try:
             with monitor.lock:
                 if self._when is not None:
@@ -247,6 +260,14 @@ class Deadline:
             # 3.9 the monitor can lose the GIL between looking and sending): it is
             # spent, and an outer scope's interrupt is sent again.
             before = self._finish(landed)
+        if before is _EXPIRED:
+            late = self._late_exit(exc)
+            if late is not None:
+                if self.suppress:
+                    return True
+                if late is exc:
+                    return False
+                raise late
         if before is not _ACTIVE and before is not _EXPIRING:
             raise RuntimeError(f"Deadline cannot be exited: it is {before.value}")
         if exc is None:
@@ -259,7 +280,7 @@ class Deadline:
                 return False  # an outer scope's (or another thread's) interrupt
             if before is not _EXPIRING:
                 return False
-        elif self._on_expire is None or self._on_expire_due:
+        elif self._on_expire is None or self._rarely().on_expire_due:
             return False  # the block's own error
         elif self._when is None or clock() < self._when:
             return False  # on_expire has not run for this deadline
@@ -356,6 +377,20 @@ class Deadline:
             if self._thread is not None:
                 self._forget(self._thread)
 
+    def _start_time(self) -> float:
+        """When the block was entered (on the monitor's clock)."""
+        if self._started is not None:
+            return self._started
+        assert self._when is not None
+        assert self._seconds is not None
+        return self._when - self._seconds
+
+    def _rarely(self) -> _Rare:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _Rare()
+        return rare
+
     def _is_expiring(self) -> bool:
         return self._state is _EXPIRING
 
@@ -370,17 +405,19 @@ class Deadline:
                 self._thread.scopes.remove(self)  # an exit cut short by an exception
             return None
         if self._state is _ACTIVE:
-            if self._renew is not None:
-                when = self._renew()
-                if when > now:  # kicked meanwhile: wait for the new deadline
-                    self._entry = monitor.schedule(when, self)
-                    return None
-                self._stack = stack_of(self)
-            if self._report_only:
-                return self._report
-            if self._on_expire_due:
-                self._on_expire_due = False
-                return self._run_on_expire
+            rare = self._rare
+            if rare is not None:
+                if rare.renew is not None:
+                    when = rare.renew()
+                    if when > now:  # kicked meanwhile: wait for the new deadline
+                        self._entry = monitor.schedule(when, self)
+                        return None
+                    rare.stack = stack_of(self)
+                if rare.report_only:
+                    return self._report
+                if rare.on_expire_due:
+                    rare.on_expire_due = False
+                    return self._run_on_expire
             self._state = _EXPIRING
         elif self._state is not _EXPIRING:
             return None
@@ -403,8 +440,9 @@ class Deadline:
         with monitor.lock:
             if self._state is not _ACTIVE or self._entry is not None:
                 return
-            if self._renew is not None and self._renew() > clock():
-                self._entry = monitor.schedule(self._renew(), self)  # kicked in time
+            renew = self._rarely().renew
+            if renew is not None and renew() > clock():
+                self._entry = monitor.schedule(renew(), self)  # kicked in time
                 return
             self._state = _EXPIRING
             state = self._thread
@@ -414,7 +452,8 @@ class Deadline:
     def _report(self) -> None:
         # Report-only expiry, in the monitor thread: log where the thread is, call
         # on_expire, and look again one period later.
-        where = describe_stack(self._stack) if self._stack else "an unknown place"
+        stack = self._rarely().stack
+        where = describe_stack(stack) if stack else "an unknown place"
         logger.warning(
             "watchdog_timeout: %s not kicked for %s seconds; the thread is in %s",
             self._name(),
@@ -450,6 +489,24 @@ class Deadline:
             self.seconds, elapsed=self.elapsed, name=self._name(), stopped=True
         )
         late.__cause__ = cause
+        late.finished = self
+        return late
+
+    def _late_exit(self, exc: BaseException | None) -> BaseException | None:
+        """The late TimeoutExpired of this scope, if a finalizer swallowed it.
+
+        Then ``_exit_late`` finished the scope, but the block went on: its exit runs
+        after all, with that exception on its way (raised again at the next check
+        point) or still pending.
+        """
+        state = self._thread
+        late = exc if isinstance(exc, _LateTimeoutExpired) else None
+        if late is None and state is not None:
+            late = state.late
+        if late is None or late.finished is not self:
+            return None
+        if state is not None and state.late is late:
+            state.late = None
         return late
 
     def _name(self) -> str:
@@ -461,7 +518,7 @@ class Deadline:
             elapsed=self.elapsed,
             name=self._name(),
             stopped=stopped,
-            stack=self._stack,
+            stack=self._rare.stack if self._rare is not None else None,
         )
 
     def _expire_now(self) -> None:
@@ -469,7 +526,8 @@ class Deadline:
         with monitor.lock:
             if self._state is _ACTIVE:
                 self._state = _EXPIRING
-                self._on_expire_due = False
+                if self._rare is not None:
+                    self._rare.on_expire_due = False
                 self._rearm(clock())
 
     # --- rescheduling ----------------------------------------------------------
@@ -494,13 +552,17 @@ class Deadline:
             if self._entry is not None:
                 monitor.cancel(self._entry)
                 self._entry = None
-            self._on_expire_due = self._on_expire is not None
+            if self._on_expire is not None:
+                self._rarely().on_expire_due = True
+            started = self._start_time()
             if checked is None:
+                self._started = started
                 self._when = self._seconds = None
             else:
                 now = clock()
+                self._started = None
                 self._when = now + checked
-                self._seconds = (now - self._started) + checked
+                self._seconds = (now - started) + checked
                 self._entry = monitor.schedule(self._when, self)
 
 
@@ -585,6 +647,7 @@ protect(
     Deadline._finish,
     Deadline._discard,
     Deadline._exit_late,
+    Deadline._late_exit,
     Deadline.reschedule,
     Deadline._expire_now,
 )

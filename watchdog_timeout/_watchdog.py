@@ -34,9 +34,17 @@ import threading
 from typing import Any, Callable, TypeVar
 
 from ._async_raise import send_async_exc
-from ._delivery import REINJECT, existing_state, interruptible, protect, stack_of_thread
+from ._delivery import (
+    REINJECT,
+    RESENT,
+    existing_state,
+    filter_unraisable,
+    interruptible,
+    protect,
+    stack_of_thread,
+)
 from ._errors import TimeoutExpired, describe_stack
-from ._monitor import logger, monitor
+from ._monitor import Alarm, logger, monitor
 from ._scope import _ACTIVE, _CREATED, _EXPIRING, _FINISHED, PASS_THROUGH, Deadline
 from ._seconds import Seconds, check_seconds, clock
 
@@ -96,8 +104,9 @@ class Watchdog(Deadline):
         self._watch: _ThreadWatch | None = None
         self.kicks = 0
         self.longest_gap = 0.0
-        self._renew = self._renewed_until
-        self._report_only = not interrupt
+        rare = self._rarely()
+        rare.renew = self._renewed_until
+        rare.report_only = not interrupt
 
     def _renewed_until(self) -> float:
         return self._last + self._period
@@ -169,7 +178,7 @@ class Watchdog(Deadline):
             if self._watch is not None or self._state is not _CREATED:
                 raise RuntimeError("Watchdog cannot be started twice, nor while used as a block")
             self._state = _ACTIVE
-            self._started = self._last = clock()
+            self._started = self._last = clock()  # start() keeps _when unset
             watch = self._watch = _ThreadWatch(self, target)
             watch.entry = monitor.schedule(self._last + self._period, watch)
         return self
@@ -189,7 +198,7 @@ class Watchdog(Deadline):
             _sending.pop(watch.ident, None)
 
 
-class _ThreadWatch:
+class _ThreadWatch(Alarm):
     """The monitor's entry for a watchdog started on a thread."""
 
     __slots__ = ("dog", "entry", "ident", "stopped", "thread")
@@ -215,7 +224,7 @@ class _ThreadWatch:
         if when > now:
             self.entry = monitor.schedule(when, self)
             return None
-        dog._stack = stack_of_thread(self.ident)
+        dog._rarely().stack = stack_of_thread(self.ident)
         return self._expired
 
     def _expired(self) -> None:
@@ -235,6 +244,7 @@ class _ThreadWatch:
             now = clock()
             if dog._interrupt and dog._renewed_until() <= now and interruptible(self.ident):
                 _sending[self.ident] = dog
+                filter_unraisable()
                 if send_async_exc is not None:
                     send_async_exc(self.ident, _WatchdogTimeoutExpired)
             later = REINJECT if dog._interrupt else dog._period
@@ -242,7 +252,8 @@ class _ThreadWatch:
 
 
 def _report(dog: Watchdog) -> None:
-    where = describe_stack(dog._stack) if dog._stack else "an unknown place"
+    stack = dog._rarely().stack
+    where = describe_stack(stack) if stack else "an unknown place"
     logger.warning(
         "watchdog_timeout: %s not kicked for %g seconds; the thread is in %s",
         dog.label,
@@ -265,12 +276,16 @@ class _WatchdogTimeoutExpired(TimeoutExpired):
             super().__init__(None, name="watchdog")
         else:
             super().__init__(
-                dog._period, elapsed=clock() - dog._started, name=dog._name(), stack=dog._stack
+                dog._period,
+                elapsed=clock() - dog._start_time(),
+                name=dog._name(),
+                stack=dog._rarely().stack,
             )
 
 
 _WatchdogTimeoutExpired.__name__ = _WatchdogTimeoutExpired.__qualname__ = "TimeoutExpired"
 _WatchdogTimeoutExpired.__module__ = "watchdog_timeout"
+RESENT.add(_WatchdogTimeoutExpired)
 
 PASS_THROUGH.add(Watchdog.__enter__.__code__)
 protect(Watchdog.__enter__, Watchdog.start, Watchdog.stop, _WatchdogTimeoutExpired.__init__)

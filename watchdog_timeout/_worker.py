@@ -50,7 +50,7 @@ from ._delivery import (
     withdraw_pending,
 )
 from ._errors import _Interrupt
-from ._monitor import logger, monitor
+from ._monitor import Alarm, logger, monitor
 from ._scope import Deadline
 from ._seconds import clock
 
@@ -235,7 +235,7 @@ def _log_late(name: str, ok: bool, value: object) -> None:
         )
 
 
-class _Reinjector:
+class _Reinjector(Alarm):
     """Keeps interrupting an abandoned worker until its call ends."""
 
     __slots__ = ("boundary", "worker")
