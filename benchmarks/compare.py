@@ -1,0 +1,476 @@
+"""Benchmark watchdog-timeout side by side with the libraries it replaces.
+
+    python benchmarks/compare.py            # the full run: some minutes
+    python benchmarks/compare.py --quick    # a smoke run: well under a minute
+
+Measures, each subject in processes of its own (see README.md beside this file):
+
+1. per-call overhead of a decorated no-op (pyperf);
+2. overhead of an empty scope (pyperf);
+3. expiry precision of a busy loop limited to 50 ms, with 0, 1 and 4 busy threads;
+4. a call blocked in C (``time.sleep``) limited to 0.1 s;
+5. throughput of 1, 10 and 100 threads calling a decorated no-op;
+6. 10 to 10,000 armed scopes: µs to arm, bytes each.
+
+Writes ``results.json``, ``results.md`` and ``chart.png`` to ``--output``
+(default ``benchmarks/results``, or ``benchmarks/results/quick`` with
+``--quick``) and prints the Markdown. A peer that is not installed, or that
+fails, is reported in its row; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+sys.path[1:1] = [str(HERE.parent)]  # measure the checkout this script belongs to
+
+import report  # noqa: E402
+from subjects import SUBJECTS, missing_reason  # noqa: E402
+
+Row = dict[str, Any]
+
+#: Subjects of each measure, in table order.
+CALL = (
+    "bare",
+    "ours-thread",
+    "ours-inline",
+    "ours-process",
+    "ours-async",
+    "func-timeout",
+    "stopit-thread",
+    "timeout-decorator-signal",
+    "timeout-decorator-process",
+    "wrapt-timeout-decorator-signal",
+    "wrapt-timeout-decorator-process",
+    "pebble-thread",
+    "pebble-process",
+    "pebble-pool",
+    "asyncio-timeout",
+    "thread-start-join",
+    "executor-handoff",
+)
+#: The same, pinned to one CPU: hand-offs between threads without cross-CPU wake-ups.
+CALL_ONE_CPU = (
+    "bare",
+    "ours-thread",
+    "ours-inline",
+    "func-timeout",
+    "stopit-thread",
+    "pebble-thread",
+    "asyncio-timeout",
+    "thread-start-join",
+    "executor-handoff",
+)
+SCOPE = ("bare-with", "ours-deadline", "asyncio-timeout", "stopit-thread", "stopit-signal")
+PRECISION = (
+    "ours-thread",
+    "ours-inline",
+    "ours-deadline",
+    "ours-process",
+    "func-timeout",
+    "stopit-thread",
+    "timeout-decorator-signal",
+    "timeout-decorator-process",
+    "wrapt-timeout-decorator-signal",
+    "wrapt-timeout-decorator-process",
+    "pebble-thread",
+    "pebble-process",
+    "pebble-pool",
+)
+#: Process modes do not compete for this process's GIL: measured without load only.
+IN_PROCESS = frozenset(
+    {
+        "ours-thread",
+        "ours-inline",
+        "ours-deadline",
+        "func-timeout",
+        "stopit-thread",
+        "timeout-decorator-signal",
+        "wrapt-timeout-decorator-signal",
+    }
+)
+#: Subjects whose row in a measure is a reason instead of a number.
+NOT_APPLICABLE = {
+    ("precision", "pebble-thread"): "n/a: the caller stops waiting, the work is never stopped",
+}
+BLOCKED = PRECISION
+CONCURRENCY = (
+    "ours-thread",
+    "ours-inline",
+    "ours-deadline",
+    "func-timeout",
+    "stopit-thread",
+    "timeout-decorator-signal",
+    "pebble-thread",
+    "executor-handoff",
+)
+NOT_APPLICABLE[("concurrency", "timeout-decorator-signal")] = (
+    "n/a: signals work in the main thread only"
+)
+SCOPES = ("bare-with", "ours-deadline", "asyncio-timeout", "stopit-thread")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How long each measure runs."""
+
+    quick: bool
+    pyperf_args: tuple[str, ...]
+    pyperf_note: str
+    precision_trials: int
+    loaded_trials: int
+    precision_loads: tuple[int, ...]
+    precision_budget: float
+    process_trials: int
+    process_settle: float
+    blocked_trials: int
+    blocked_sleep: float
+    concurrency_duration: float
+    scope_rounds: int
+    scope_max_threads: int
+    subject_timeout: float
+
+
+FULL = Settings(
+    quick=False,
+    pyperf_args=("--processes", "6", "--values", "3", "--warmups", "1"),
+    pyperf_note="pyperf: 6 worker processes of 3 values each, after calibration and a warm-up",
+    precision_trials=200,
+    loaded_trials=100,
+    precision_loads=(0, 1, 4),
+    precision_budget=25.0,
+    process_trials=50,
+    process_settle=0.2,
+    blocked_trials=3,
+    blocked_sleep=5.0,
+    concurrency_duration=2.0,
+    scope_rounds=7,
+    scope_max_threads=1000,
+    subject_timeout=600.0,
+)
+QUICK = Settings(
+    quick=True,
+    pyperf_args=(),
+    pyperf_note="Quick run: plain timing (not pyperf), 5 batches of 10 ms in one process",
+    precision_trials=5,
+    loaded_trials=5,
+    precision_loads=(0, 1),
+    precision_budget=5.0,
+    process_trials=5,
+    process_settle=0.05,
+    blocked_trials=1,
+    blocked_sleep=1.0,
+    concurrency_duration=0.1,
+    scope_rounds=1,
+    scope_max_threads=100,
+    subject_timeout=60.0,
+)
+
+
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _failure(process: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in process.stderr.strip().splitlines() if line.strip()]
+    last = lines[-1].strip() if lines else f"exit code {process.returncode}"
+    return f"failed: {last[:200]}"
+
+
+def _pin_to_one_cpu() -> None:
+    # In the child, before it starts: it and everything it starts share one CPU.
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def _run(
+    command: list[str], timeout: float, *, one_cpu: bool = False
+) -> tuple[subprocess.CompletedProcess[str] | None, str]:
+    try:
+        process = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=HERE,
+            preexec_fn=_pin_to_one_cpu if one_cpu else None,  # this process runs no threads
+        )
+    except subprocess.TimeoutExpired:
+        return None, f"failed: no result within {timeout:.0f} s"
+    if process.returncode != 0:
+        return None, _failure(process)
+    return process, report.OK
+
+
+# --- the pyperf measures (1, 2) ---------------------------------------------------------
+
+
+def micro(measure: str, key: str, settings: Settings, *, one_cpu: bool = False) -> Row:
+    """One micro-benchmark run: ``measure`` is "call" or "scope"; ``one_cpu``: pinned."""
+    row: Row = {"subject": key}
+    base = [sys.executable, str(HERE / "micro.py"), "--measure", measure, "--subject", key]
+    if settings.quick:  # plain timing in one process: no pyperf workers to start
+        process, status = _run([*base, "--plain"], settings.subject_timeout, one_cpu=one_cpu)
+        if process is None:
+            return {**row, "status": status}
+        return {**row, "status": report.OK, **json.loads(process.stdout.splitlines()[-1])}
+    if importlib.util.find_spec("pyperf") is None:
+        return {**row, "status": "missing: pyperf is not installed"}
+    with tempfile.TemporaryDirectory() as folder:
+        output = Path(folder) / "pyperf.json"
+        command = [*base, "--quiet", "--output", str(output), *settings.pyperf_args]
+        process, status = _run(command, settings.subject_timeout, one_cpu=one_cpu)
+        if process is None:
+            return {**row, "status": status}
+        # pyperf has no type information: Any. Present: it just ran.
+        benchmark: Any = importlib.import_module("pyperf").Benchmark.load(str(output))
+    values = benchmark.get_values()
+    return {
+        **row,
+        "status": report.OK,
+        "mean": benchmark.mean(),
+        "stdev": benchmark.stdev() if len(values) > 1 else 0.0,
+        "median": benchmark.median(),
+        "values": len(values),
+        "loops": benchmark.get_total_loops() // max(1, len(values)),
+    }
+
+
+# --- the plain-timing measures (3-6) ----------------------------------------------------
+
+
+def plain(measure: str, key: str, settings: Settings, *options: str) -> Row:
+    """One run of ``measures.py`` for one subject; its JSON, or a status."""
+    command = [sys.executable, str(HERE / "measures.py"), measure, "--subject", key, *options]
+    process, status = _run(command, settings.subject_timeout)
+    if process is None:
+        return {"status": status}
+    result: Row = json.loads(process.stdout.strip().splitlines()[-1])
+    return result
+
+
+def precision(key: str, settings: Settings) -> Row:
+    loads = settings.precision_loads if key in IN_PROCESS else (0,)
+    # A pool needs a moment to replace a killed child, as it would between calls.
+    in_process = key in IN_PROCESS
+    settle = 0.002 if in_process else settings.process_settle
+    trials = settings.precision_trials if in_process else settings.process_trials
+    result = plain(
+        "precision",
+        key,
+        settings,
+        f"--trials={trials}",
+        f"--loaded-trials={settings.loaded_trials}",
+        f"--loads={','.join(map(str, loads))}",
+        f"--budget={settings.precision_budget}",
+        f"--settle={settle}",
+    )
+    status = result.get("status", report.OK)
+    quiet = result.get("load0", {})
+    if status == report.OK and "p50" not in quiet:
+        status = quiet.get("status", "failed: no result")
+    return {"subject": key, **result, "status": status}
+
+
+def blocked(key: str, settings: Settings) -> Row:
+    result = plain(
+        "blocked",
+        key,
+        settings,
+        f"--trials={settings.blocked_trials}",
+        f"--sleep={settings.blocked_sleep}",
+    )
+    return {"subject": key, "status": report.OK, **result}
+
+
+def concurrency(key: str, settings: Settings) -> Row:
+    result = plain("concurrency", key, settings, f"--duration={settings.concurrency_duration}")
+    phases = result.get("phases", [])
+    status = next((p["status"] for p in phases if "status" in p), result.get("status", report.OK))
+    return {"subject": key, **result, "status": status}
+
+
+def armed_scopes(key: str, settings: Settings) -> Row:
+    result = plain(
+        "scopes",
+        key,
+        settings,
+        f"--rounds={settings.scope_rounds}",
+        f"--max-threads={settings.scope_max_threads}",
+    )
+    return {"subject": key, "status": report.OK, **result}
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _checkout() -> str:
+    """The commit measured, and whether the package differs from it (read-only git)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=HERE.parent,
+            timeout=10,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "watchdog_timeout"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=HERE.parent,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit} (with local changes)" if changed else commit
+
+
+def machine() -> dict[str, Any]:
+    """The Python, the machine and the date, and the version of every library."""
+    distributions = sorted({s.distribution for s in SUBJECTS.values() if s.distribution})
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "executable": sys.executable,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "load_average": " / ".join(f"{load:.2f}" for load in os.getloadavg()),
+        "switch_interval_s": sys.getswitchinterval(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _checkout(),
+        "versions": {
+            "watchdog-timeout": _version("watchdog-timeout"),
+            "pyperf": _version("pyperf"),
+            **{name: _version(name) for name in distributions},
+        },
+    }
+
+
+MEASURES = ("call", "call-1cpu", "scope", "precision", "blocked", "concurrency", "scopes")
+
+
+def run(settings: Settings, only: tuple[str, ...]) -> dict[str, Any]:
+    """Run every measure of ``only`` over its subjects; the results, targets included."""
+    plan: dict[str, tuple[tuple[str, ...], Callable[[str], Row]]] = {
+        "call": (CALL, lambda key: micro("call", key, settings)),
+        "call-1cpu": (CALL_ONE_CPU, lambda key: micro("call", key, settings, one_cpu=True)),
+        "scope": (SCOPE, lambda key: micro("scope", key, settings)),
+        "precision": (PRECISION, lambda key: precision(key, settings)),
+        "blocked": (BLOCKED, lambda key: blocked(key, settings)),
+        "concurrency": (CONCURRENCY, lambda key: concurrency(key, settings)),
+        "scopes": (SCOPES, lambda key: armed_scopes(key, settings)),
+    }
+    started = time.monotonic()
+    results: dict[str, Any] = {"meta": machine(), "settings": asdict(settings), "measures": {}}
+    for measure in only:
+        keys, measure_one = plan[measure]
+        rows = []
+        for key in keys:
+            reason = NOT_APPLICABLE.get((measure, key)) or missing_reason(SUBJECTS[key])
+            if measure == "call-1cpu" and not reason and not hasattr(os, "sched_setaffinity"):
+                reason = "n/a: no CPU affinity on this system"
+            row = {"subject": key, "status": reason} if reason else measure_one(key)
+            _progress(f"[{measure}] {key}: {_summary(row)}")
+            rows.append(row)
+        results["measures"][measure] = rows
+    results["duration_s"] = time.monotonic() - started
+    results["targets"] = report.evaluate_targets(results)
+    return results
+
+
+def _summary(row: Row) -> str:
+    if row.get("status", report.OK) != report.OK:
+        return str(row["status"])
+    if "median" in row:
+        return f"{row['median'] * 1e6:.3g} µs"
+    if "load0" in row:
+        return f"p50 {row['load0']['p50']:.3g} ms, p99 {row['load0']['p99']:.3g} ms"
+    if "control" in row:
+        return f"control after {row['control']:.2f} s, work {row['work']}"
+    if "phases" in row:
+        return ", ".join(f"{p['threads']}: {p['calls_per_s']:,.0f}/s" for p in row["phases"])
+    return "done"
+
+
+def _write(path: Path, text: str) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
+def save(results: dict[str, Any], output: Path) -> str:
+    """Write results.json, results.md and (with matplotlib) chart.png; return the Markdown."""
+    output.mkdir(parents=True, exist_ok=True)
+    _write(output / "results.json", json.dumps(results, indent=1) + "\n")
+    text = report.markdown(results)
+    if importlib.util.find_spec("matplotlib") is None:
+        _progress("matplotlib is not installed: no chart")
+    else:
+        report.chart(results, output / "chart.png")
+        text += "\n![Benchmarks chart](chart.png)\n"
+    _write(output / "results.md", text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Benchmark watchdog-timeout side by side with the peer libraries."
+    )
+    parser.add_argument("--quick", action="store_true", help="few trials: a smoke run")
+    parser.add_argument("--output", type=Path, help="folder for results.json/.md, chart.png")
+    parser.add_argument(
+        "--only",
+        default=",".join(MEASURES),
+        help=f"comma-separated measures to run, of: {','.join(MEASURES)}",
+    )
+    args = parser.parse_args(argv)
+    only = tuple(name for name in args.only.split(",") if name)
+    unknown = set(only) - set(MEASURES)
+    if unknown:
+        parser.error(f"unknown measures: {', '.join(sorted(unknown))}")
+    settings = QUICK if args.quick else FULL
+    output = args.output or HERE / "results" / ("quick" if args.quick else "")
+    results = run(settings, only)
+    print(save(results, output))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
