@@ -514,12 +514,13 @@ def _send_again(exc: _Interrupt) -> None:
     state = existing_state()
     if state is None:
         return
-    # Never wait long for the lock: this thread may hold it (a finalizer run by
-    # our own bookkeeping); the level-triggered re-send then covers an open scope.
-    if not monitor.lock.acquire(timeout=0.1):
+    # Never wait long for the lock: this thread may hold it (a finalizer run by our
+    # own bookkeeping). An open scope sends its interrupt again anyway (REINJECT).
+    late = isinstance(exc, _LateTimeoutExpired)
+    if not monitor.lock.acquire(timeout=0.1 if late else 0):
         return
     try:
-        if not isinstance(exc, _LateTimeoutExpired):
+        if not late:
             resend_expiring(state)  # its scope is still open: send it now
         elif state.late is None:
             # Its scope is finished and sends nothing: have the monitor raise it at
