@@ -520,7 +520,7 @@ def _send_again(exc: _Interrupt) -> None:
     if not monitor.lock.acquire(timeout=0.1 if late else 0):
         return
     try:
-        if not late:
+        if not isinstance(exc, _LateTimeoutExpired):
             resend_expiring(state)  # its scope is still open: send it now
         elif state.late is None:
             # Its scope is finished and sends nothing: have the monitor raise it at
