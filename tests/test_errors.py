@@ -125,6 +125,21 @@ def test_late_timeout_expired_has_the_attributes_and_message() -> None:
     assert late.scope is None
 
 
+@pytest.mark.parametrize(
+    "interpreter_args",
+    [(), ("asynchronous exception triggered from another thread",)],
+    ids=["cpython", "pypy"],
+)
+def test_late_timeout_expired_survives_the_interpreters_second_init(
+    interpreter_args: tuple[str, ...],
+) -> None:
+    # The interpreter calls __init__ again on what _Interrupt.__new__ returned.
+    late = _late(0.2, elapsed=0.3, name="g()")
+    late.__init__(*interpreter_args)  # type: ignore[misc]
+    assert (late.seconds, late.elapsed, late.name) == (0.2, 0.3, "g()")
+    assert str(late) == str(TimeoutExpired(0.2, name="g()"))
+
+
 def test_late_timeout_expired_is_caught_as_timeout_expired() -> None:
     caught: list[TimeoutExpired] = []
     late = _late()

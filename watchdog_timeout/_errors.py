@@ -199,9 +199,10 @@ class _LateTimeoutExpired(_Interrupt, TimeoutExpired):
     finished: object = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # type.__call__ calls __init__ again, without arguments, on the instance
-        # that _Interrupt.__new__ returned: keep what the first call set.
-        if args or kwargs:
+        # type.__call__ calls __init__ again on the instance that _Interrupt.__new__
+        # returned, with the interpreter's arguments (none on CPython, a message on
+        # PyPy): keep what the first call set.
+        if "seconds" not in self.__dict__:
             TimeoutExpired.__init__(self, *args, **kwargs)
         self.scope = None
 
