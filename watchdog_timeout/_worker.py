@@ -129,13 +129,14 @@ class _Worker:
             del call
 
     def _run(self, call: _Call) -> None:
-        ok, value = False, None
+        # One assignment for both: an interrupt landing between two (PyPy checks for
+        # one anywhere) would pair ok=True with the interrupt.
+        outcome: tuple[bool, object]
         try:
             self._link(call, sys._getframe())
-            value = call.context.run(call.function, *call.args, **call.kwargs)
-            ok = True
+            outcome = (True, call.context.run(call.function, *call.args, **call.kwargs))
         except BaseException as exc:
-            value = exc
+            outcome = (False, exc)
         # An interrupt still pending for the call can land at any check point until
         # the unlink withdraws it; the unlink is idempotent, so try again.
         for _ in range(3):
@@ -144,8 +145,8 @@ class _Worker:
                 break
             except _Interrupt:
                 pass
-        call.ok, call.value = ok, value
-        del value
+        call.ok, call.value = outcome
+        del outcome
 
     def _link(self, call: _Call, boundary: FrameType) -> None:
         state = self.state
