@@ -514,24 +514,25 @@ def _send_again(exc: _Interrupt) -> None:
     state = existing_state()
     if state is None:
         return
-    # Never wait long for the lock: this thread may hold it (a finalizer run by our
-    # own bookkeeping). An open scope sends its interrupt again anyway (REINJECT).
-    late = isinstance(exc, _LateTimeoutExpired)
-    if not monitor.lock.acquire(timeout=0.1 if late else 0):
+    if not isinstance(exc, _LateTimeoutExpired):
+        # Its scope is still open and sends it again after REINJECT anyway: ask for
+        # it now, unless the lock is taken (this very thread may hold it).
+        if monitor.lock.acquire(blocking=False):
+            try:
+                resend_expiring(state)
+            finally:
+                monitor.lock.release()
         return
-    try:
-        if not isinstance(exc, _LateTimeoutExpired):
-            resend_expiring(state)  # its scope is still open: send it now
-        elif state.late is None:
-            # Its scope is finished and sends nothing: have the monitor raise it at
-            # the thread's next check point (sending it from here would land in
-            # this very hook, inside the finalizer).
-            state.late = exc
+    # Its scope is finished and sends nothing. The scope's exit raises it if that
+    # comes first; otherwise the monitor raises it at the thread's next check point
+    # (sending it from here would land in this very hook, inside the finalizer).
+    first = state.late is None
+    state.late = exc
+    if first and monitor.lock.acquire(timeout=0.1):  # bounded: this thread may hold it
+        try:
             monitor.schedule(clock(), _LateResender(state))
-        else:
-            state.late = exc
-    finally:
-        monitor.lock.release()
+        finally:
+            monitor.lock.release()
 
 
 class _LateResender(Alarm):
