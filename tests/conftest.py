@@ -1,7 +1,8 @@
-"""Fixtures shared by the whole suite: a thread-leak guard, fast thread switching."""
+"""Fixtures shared by the whole suite: a thread-leak guard, fast thread switching, Ctrl-C."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -40,3 +41,16 @@ def fast_switching() -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, even in a run started with SIGINT ignored.
+
+    A shell starts background jobs with SIGINT ignored, and Python then keeps it so.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -331,6 +331,7 @@ def test_remaining_in_the_worker_includes_the_callers_deadlines() -> None:
 # --- Ctrl-C ----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery")
 def test_ctrl_c_in_the_caller_stops_the_worker_and_propagates() -> None:
     finished = []

@@ -417,6 +417,7 @@ def test_call_in_process_outer_deadline_wins_in_another_thread(dispatched: list[
     assert wait_gone(dispatched[-1])
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_call_in_process_ctrl_c_stops_the_child(dispatched: list[int]) -> None:
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
