@@ -432,11 +432,7 @@ class Deadline(Alarm):
     def _run_on_expire(self) -> None:
         # In the monitor thread, without the lock: the user's callback, then the
         # interrupt, unless the scope was rescheduled or ended meanwhile.
-        assert self._on_expire is not None
-        try:
-            self._on_expire()
-        except BaseException:
-            logger.exception("watchdog_timeout: on_expire of %r raised", self)
+        self._call_on_expire()
         with monitor.lock:
             if self._state is not _ACTIVE or self._entry is not None:
                 return
@@ -449,9 +445,16 @@ class Deadline(Alarm):
             grace = 0.0 if state is not None and state.is_main else ON_EXPIRE_GRACE
             self._entry = monitor.schedule(clock() + grace, self)
 
-    def _report(self) -> None:
-        # Report-only expiry, in the monitor thread: log where the thread is, call
-        # on_expire, and look again one period later.
+    def _call_on_expire(self) -> None:
+        """Call on_expire, if any, in the monitor thread; log what it raises."""
+        if self._on_expire is not None:
+            try:
+                self._on_expire()
+            except BaseException:
+                logger.exception("watchdog_timeout: on_expire of %r raised", self)
+
+    def _report_stuck(self) -> None:
+        """Report-only expiry, in the monitor thread: log where the thread is, call on_expire."""
         stack = self._rarely().stack
         where = describe_stack(stack) if stack else "an unknown place"
         logger.warning(
@@ -460,11 +463,11 @@ class Deadline(Alarm):
             f"{self._seconds:g}" if self._seconds is not None else "?",
             where,
         )
-        if self._on_expire is not None:
-            try:
-                self._on_expire()
-            except BaseException:
-                logger.exception("watchdog_timeout: on_expire of %r raised", self)
+        self._call_on_expire()
+
+    def _report(self) -> None:
+        # Report, then look again one period later.
+        self._report_stuck()
         with monitor.lock:
             if self._state is _ACTIVE and self._entry is None and self._seconds is not None:
                 self._entry = monitor.schedule(clock() + self._seconds, self)

@@ -43,8 +43,8 @@ from ._delivery import (
     protect,
     stack_of_thread,
 )
-from ._errors import TimeoutExpired, describe_stack
-from ._monitor import Alarm, logger, monitor
+from ._errors import TimeoutExpired
+from ._monitor import Alarm, monitor
 from ._scope import _ACTIVE, _CREATED, _EXPIRING, _FINISHED, PASS_THROUGH, Deadline
 from ._seconds import Seconds, check_seconds, clock
 
@@ -231,13 +231,10 @@ class _ThreadWatch(Alarm):
         # In the monitor thread, without the lock: report or call on_expire, then
         # (unless kicked meanwhile) interrupt the thread.
         dog = self.dog
-        if not dog._interrupt:
-            _report(dog)
-        elif dog._on_expire is not None:
-            try:
-                dog._on_expire()
-            except BaseException:
-                logger.exception("watchdog_timeout: on_expire of %r raised", dog)
+        if dog._interrupt:
+            dog._call_on_expire()
+        else:
+            dog._report_stuck()
         with monitor.lock:
             if self.stopped:
                 return
@@ -249,22 +246,6 @@ class _ThreadWatch(Alarm):
                     send_async_exc(self.ident, _WatchdogTimeoutExpired)
             later = REINJECT if dog._interrupt else dog._period
             self.entry = monitor.schedule(max(now + later, dog._renewed_until()), self)
-
-
-def _report(dog: Watchdog) -> None:
-    stack = dog._rarely().stack
-    where = describe_stack(stack) if stack else "an unknown place"
-    logger.warning(
-        "watchdog_timeout: %s not kicked for %g seconds; the thread is in %s",
-        dog.label,
-        dog._period,
-        where,
-    )
-    if dog._on_expire is not None:
-        try:
-            dog._on_expire()
-        except BaseException:
-            logger.exception("watchdog_timeout: on_expire of %r raised", dog)
 
 
 class _WatchdogTimeoutExpired(TimeoutExpired):
