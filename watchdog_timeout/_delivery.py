@@ -74,6 +74,9 @@ __all__ = (
     "ThreadState",
     "current_state",
     "deliver",
+    "due_here",
+    "existing_state",
+    "is_generator",
     "expiring_scope",
     "filter_unraisable",
     "interruptible",
@@ -98,6 +101,11 @@ PATIENCE = 20
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, ...
 
 
+def is_generator(code: CodeType) -> bool:
+    """Whether frames of ``code`` can be suspended (generators, coroutines)."""
+    return bool(code.co_flags & _GENERATOR_FLAGS)
+
+
 class Scope(Protocol):
     """What delivery needs from a scope (``_scope.Deadline``)."""
 
@@ -110,7 +118,7 @@ class Scope(Protocol):
 
     def _exit_late(self, cause: BaseException | None) -> BaseException: ...
 
-    def _discard(self) -> None: ...
+    def _discard_locked(self) -> None: ...
 
     def _rearm(self, when: float) -> None: ...
 
@@ -213,15 +221,23 @@ def expiring_scope(state: ThreadState) -> Scope | None:
     return None
 
 
+def due_here(state: ThreadState, top: FrameType) -> Scope | None:
+    """The outermost expiring scope whose block the thread (innermost frame ``top``) runs."""
+    for scope, where in _expiring(state, top, protected=False):
+        if where is DELIVER:
+            return scope
+    return None
+
+
 def resend_expiring(state: ThreadState) -> None:
     """Ask the monitor to send now the interrupt of the outermost expiring scope.
 
     For an interrupt that was withdrawn or held back (an inner exit, a shield):
     the scope is still open. Hold the monitor's lock.
     """
-    for scope in _expiring_scopes(state):
+    scope = expiring_scope(state)
+    if scope is not None:
         scope._rearm(clock())
-        return
 
 
 def interruptible(ident: int) -> bool:
@@ -333,7 +349,7 @@ def _patiently(scope: Scope, where: str, boundary: FrameType) -> str:
 
 def _gone_delay(boundary: FrameType) -> float | None:
     # A suspended generator comes back; any other frame that left the stack is done.
-    return POLL if boundary.f_code.co_flags & _GENERATOR_FLAGS else None
+    return POLL if is_generator(boundary.f_code) else None
 
 
 def deliver(
@@ -516,19 +532,15 @@ def _send_again(exc: _Interrupt) -> None:
         return
     if not isinstance(exc, _LateTimeoutExpired):
         # Its scope is still open and sends it again after REINJECT anyway: ask for
-        # it now, unless the lock is taken (this very thread may hold it).
-        if monitor.lock.acquire(blocking=False):
-            try:
-                resend_expiring(state)
-            finally:
-                monitor.lock.release()
+        # it now, unless the lock is taken.
+        _without_waiting(lambda: resend_expiring(state))
         return
     # Its scope is finished and sends nothing. The scope's exit raises it if that
     # comes first; otherwise the monitor raises it at the thread's next check point
     # (sending it from here would land in this very hook, inside the finalizer).
-    first = state.late is None
     state.late = exc
-    if first and monitor.lock.acquire(timeout=0.1):  # bounded: this thread may hold it
+    # A resender already sending stops once state.late is spent: two are harmless.
+    if monitor.lock.acquire(timeout=0.1):  # bounded: this thread may hold it
         try:
             monitor.schedule(clock(), _LateResender(state))
         finally:
@@ -608,14 +620,24 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
             _retry_soon(scope)
             return
         if where is OUTSIDE or (where is GONE and _gone_delay(scope._owner) is None):
-            scope._discard()  # its block was left without its exit: never deliver
+            # Its block was left without its exit: never deliver. (If the lock is
+            # busy, the monitor finds the same at its next look.)
+            _without_waiting(scope._discard_locked)
 
 
 def _retry_soon(scope: Scope) -> None:
-    # Our bookkeeping may hold the lock in this very thread: never wait for it.
+    _without_waiting(lambda: scope._rearm(clock() + RETRY))
+
+
+def _without_waiting(action: Callable[[], None]) -> None:
+    """Run ``action`` under the monitor's lock if it is free at once.
+
+    For code that runs in a signal handler or a finalizer: our bookkeeping may
+    hold the lock in this very thread.
+    """
     if monitor.lock.acquire(blocking=False):
         try:
-            scope._rearm(clock() + RETRY)
+            action()
         finally:
             monitor.lock.release()
 
@@ -657,5 +679,7 @@ protect(
     _unwinding_into,
     _patiently,
     _retry_soon,
+    _without_waiting,
     _on_wakeup_signal,
+    due_here,
 )

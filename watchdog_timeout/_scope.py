@@ -41,6 +41,7 @@ from ._delivery import (
     current_state,
     deliver,
     existing_state,
+    is_generator,
     protect,
     resend_expiring,
     stack_of,
@@ -58,7 +59,6 @@ __all__ = ("Deadline", "deadline", "remaining")
 ON_EXPIRE_GRACE = 0.01
 
 _CONTEXTLIB = contextlib.__file__
-_GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200
 
 
 class _State(enum.Enum):
@@ -88,7 +88,7 @@ def _owner_frame(frame: FrameType) -> FrameType:
         if (
             code in PASS_THROUGH
             or code.co_filename == _CONTEXTLIB
-            or (code.co_flags & _GENERATOR_FLAGS and back.f_code.co_filename == _CONTEXTLIB)
+            or (is_generator(code) and back.f_code.co_filename == _CONTEXTLIB)
         ):
             frame = back
         else:
@@ -342,7 +342,7 @@ class Deadline(Alarm):
             index = scopes.index(self)
             for inner in scopes[index + 1 :]:
                 owner = inner._owner
-                if owner is None or not owner.f_code.co_flags & _GENERATOR_FLAGS:
+                if owner is None or not is_generator(owner.f_code):
                     inner._forget(state)
             scopes.remove(self)
 
@@ -374,8 +374,11 @@ class Deadline(Alarm):
     def _discard(self) -> None:
         """Forget a scope that can never be delivered to (its block was left)."""
         with monitor.lock:
-            if self._thread is not None:
-                self._forget(self._thread)
+            self._discard_locked()
+
+    def _discard_locked(self) -> None:
+        if self._thread is not None:
+            self._forget(self._thread)
 
     def _start_time(self) -> float:
         """When the block was entered (on the monitor's clock)."""
@@ -488,6 +491,11 @@ class Deadline(Alarm):
                     self._leave(state)
             finally:
                 monitor.lock.release()
+        elif self._state is _EXPIRING:
+            # This thread holds the lock (the hook ran inside our bookkeeping): the
+            # monitor's next look at an expired scope takes it off the thread.
+            self._state = _EXPIRED
+            self._ended = clock()
         late = _LateTimeoutExpired(
             self.seconds, elapsed=self.elapsed, name=self._name(), stopped=True
         )
@@ -649,6 +657,7 @@ protect(
     Deadline.__exit__,
     Deadline._finish,
     Deadline._discard,
+    Deadline._discard_locked,
     Deadline._exit_late,
     Deadline._late_exit,
     Deadline.reschedule,

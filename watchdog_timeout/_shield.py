@@ -28,10 +28,19 @@ its block encloses the shield).
 
 from __future__ import annotations
 
+import sys
 from types import TracebackType
 from typing import final
 
-from ._delivery import ThreadState, current_state, expiring_scope, protect, withdraw_pending
+from ._delivery import (
+    ThreadState,
+    current_state,
+    due_here,
+    expiring_scope,
+    protect,
+    resend_expiring,
+    withdraw_pending,
+)
 from ._errors import _Interrupt
 from ._monitor import monitor
 
@@ -73,7 +82,13 @@ class Shield:
             raise RuntimeError("a shield cannot be exited before it is entered")
         with monitor.lock:
             state.shielded -= 1
-            due = expiring_scope(state) if state.shielded == 0 else None
+            due = None
+            if state.shielded == 0 and expiring_scope(state) is not None:
+                # Raise it here only inside its block (not, say, for a scope of a
+                # suspended generator); otherwise the monitor delivers it in time.
+                due = due_here(state, sys._getframe(1))
+                if due is None:
+                    resend_expiring(state)
         if due is not None:
             raise _Interrupt(scope=due)  # what was held back, right after the section
 
