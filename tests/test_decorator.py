@@ -519,3 +519,28 @@ def test_timeout_works_in_a_forked_child() -> None:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_no_grace_never_lets_the_raw_interrupt_out() -> None:
+    # The caller gives up at the deadline itself, possibly before the monitor has
+    # marked the scope as expiring: it must still raise TimeoutExpired.
+    @timeout(0.02, grace=0)
+    def busy() -> None:
+        spin_forever()
+
+    for _ in range(50):
+        with pytest.raises(TimeoutExpired):
+            busy()
+
+
+def test_a_call_abandoned_before_it_began_does_not_take_later_deadlines() -> None:
+    @timeout(0, grace=0)
+    def slow() -> None:
+        time.sleep(1.0)
+
+    for _ in range(5):
+        with pytest.raises(TimeoutExpired):
+            slow()
+        # The next deadline of this thread interrupts this thread, on time.
+        with assert_takes_about(0.1, slack=0.3), pytest.raises(TimeoutExpired), deadline(0.1):
+            spin_forever()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import pytest
 from helpers import assert_takes_about, run_in_thread, spin
@@ -115,7 +115,7 @@ def test_shield_misuse() -> None:
 
 
 def test_a_shield_does_not_raise_for_a_scope_of_a_suspended_generator() -> None:
-    def generator() -> Iterator[int]:
+    def generator() -> Generator[int, None, None]:
         with deadline(0.05):
             yield 1
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from helpers import assert_takes_about, spin
+from helpers import assert_takes_about, spin, spin_forever
 
 from watchdog_timeout import Deadline, TimeoutExpired, Watchdog, remaining, shield
 
@@ -126,6 +126,28 @@ def test_watchdog_start_and_stop_watch_another_thread() -> None:
     assert outcome[0].name == "worker loop"
     assert outcome[0].stack is not None
     assert outcome[0].stack[1][2] == "stuck_here"
+
+
+def test_watchdog_start_calls_on_expire_once_while_it_resends() -> None:
+    calls: list[float] = []
+    caught: list[TimeoutExpired] = []
+
+    def loop() -> None:
+        while len(caught) < 3:  # swallows the first interrupts: they are sent again
+            try:
+                spin_forever()
+            except TimeoutExpired as error:
+                caught.append(error)
+
+    dog = Watchdog(0.1, on_expire=lambda: calls.append(time.monotonic()))
+    worker = threading.Thread(target=loop)
+    worker.start()
+    dog.start(worker)
+    worker.join(5)
+    dog.stop()
+    assert not worker.is_alive()
+    assert len(caught) == 3
+    assert len(calls) == 1
 
 
 def test_watchdog_start_on_the_current_thread_and_kicks_keep_it_quiet() -> None:

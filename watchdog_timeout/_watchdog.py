@@ -201,7 +201,7 @@ class Watchdog(Deadline):
 class _ThreadWatch(Alarm):
     """The monitor's entry for a watchdog started on a thread."""
 
-    __slots__ = ("dog", "entry", "ident", "stopped", "thread")
+    __slots__ = ("dog", "entry", "expired", "ident", "stopped", "thread")
 
     def __init__(self, dog: Watchdog, thread: threading.Thread) -> None:
         self.dog = dog
@@ -209,6 +209,9 @@ class _ThreadWatch(Alarm):
         self.ident: int = thread.ident  # type: ignore[assignment]
         self.entry: list[Any] | None = None
         self.stopped = False
+        #: on_expire has run for the current expiry (the interrupt is sent again
+        #: every REINJECT until a kick; on_expire runs once).
+        self.expired = False
 
     @property
     def owner_ident(self) -> int:
@@ -222,6 +225,7 @@ class _ThreadWatch(Alarm):
             return None
         when = dog._renewed_until()
         if when > now:
+            self.expired = False  # kicked: a later expiry calls on_expire again
             self.entry = monitor.schedule(when, self)
             return None
         dog._rarely().stack = stack_of_thread(self.ident)
@@ -231,15 +235,21 @@ class _ThreadWatch(Alarm):
         # In the monitor thread, without the lock: report or call on_expire, then
         # (unless kicked meanwhile) interrupt the thread.
         dog = self.dog
-        if dog._interrupt:
+        if not dog._interrupt:
+            dog._report_stuck()  # once per period
+        elif not self.expired:
+            self.expired = True
             dog._call_on_expire()
-        else:
-            dog._report_stuck()
         with monitor.lock:
             if self.stopped:
                 return
             now = clock()
-            if dog._interrupt and dog._renewed_until() <= now and interruptible(self.ident):
+            if (
+                dog._interrupt
+                and dog._renewed_until() <= now
+                and self.thread.is_alive()  # its ident could be another thread's now
+                and interruptible(self.ident)
+            ):
                 _sending[self.ident] = dog
                 filter_unraisable()
                 if send_async_exc is not None:

@@ -45,6 +45,7 @@ from ._delivery import (
     REINJECT,
     ThreadState,
     current_state,
+    expiring_scope,
     locate,
     protect,
     withdraw_pending,
@@ -63,7 +64,7 @@ IDLE_TIMEOUT = 30.0
 class _Call:
     """One call handed to a worker, and its outcome."""
 
-    __slots__ = ("args", "caller", "context", "done", "function", "kwargs", "ok", "value")
+    __slots__ = ("args", "caller", "context", "done", "function", "kwargs", "outcome")
 
     def __init__(
         self,
@@ -79,8 +80,9 @@ class _Call:
         self.caller = caller
         self.done = threading.Lock()
         self.done.acquire()
-        self.ok = False
-        self.value: Any = None
+        #: (True, result) or (False, exception): one attribute, stored in one step,
+        #: so that an interrupt landing in between cannot mismatch the two.
+        self.outcome: tuple[bool, Any] = (False, None)
 
 
 class _Worker:
@@ -116,7 +118,7 @@ class _Worker:
             try:
                 self._run(call)
             except BaseException as exc:  # an interrupt that landed in our own frames
-                call.ok, call.value = False, exc
+                call.outcome = (False, exc)
                 self._unlink(call)
             self.call = None
             with _pool_lock:  # reporting and being abandoned exclude each other
@@ -124,7 +126,7 @@ class _Worker:
                     call.done.release()
                     _idle.append(self)
             if self.abandoned:
-                _log_late(self.thread.name, call.ok, call.value)
+                _log_late(self.thread.name, *call.outcome)
                 return  # never reused
             del call
 
@@ -133,28 +135,34 @@ class _Worker:
         # one anywhere) would pair ok=True with the interrupt.
         outcome: tuple[bool, object]
         try:
-            self._link(call, sys._getframe())
-            outcome = (True, call.context.run(call.function, *call.args, **call.kwargs))
+            if self._link(call, sys._getframe()):
+                outcome = (True, call.context.run(call.function, *call.args, **call.kwargs))
+            else:  # abandoned before it began: its caller has had its answer
+                outcome = (False, _Interrupt(scope=None, stopped=False))
         except BaseException as exc:
             outcome = (False, exc)
         # An interrupt still pending for the call can land at any check point until
-        # the unlink withdraws it; the unlink is idempotent, so try again.
-        for _ in range(3):
+        # the unlink withdraws it, which it then does; the unlink is idempotent.
+        while True:
             try:
                 self._unlink(call)
                 break
             except _Interrupt:
                 pass
-        call.ok, call.value = outcome
+        call.outcome = outcome
         del outcome
 
-    def _link(self, call: _Call, boundary: FrameType) -> None:
+    def _link(self, call: _Call, boundary: FrameType) -> bool:
+        """Make the caller's interrupts reach this thread; False if already abandoned."""
         state = self.state
         assert state is not None
         with monitor.lock:
+            if self.abandoned:  # (set before _abandon takes this lock to unlink)
+                return False
             state.boundary = boundary
             state.parent = call.caller
             call.caller.delegate = state
+        return True
 
     def _unlink(self, call: _Call) -> None:
         state = self.state
@@ -272,7 +280,12 @@ def _give_up_at(state: ThreadState, grace: float) -> float | None:
     while link is not None:
         for scope in tuple(link.scopes):
             when = scope._when
-            if when is not None and scope._is_open() and (earliest is None or when < earliest):
+            if (
+                when is not None
+                and scope._is_open()
+                and not (scope._rare is not None and scope._rare.report_only)
+                and (earliest is None or when < earliest)
+            ):
                 earliest = when
         link = link.parent
     return None if earliest is None else earliest + grace
@@ -290,22 +303,13 @@ def _wait(call: _Call, state: ThreadState, grace: float) -> bool:
             continue
         left = give_up - clock()
         if left <= 0:
-            return done.acquire(blocking=False)
+            if expiring_scope(state) is not None:
+                return done.acquire(blocking=False)
+            # Not expiring yet (the monitor is late, or on_expire still runs): a
+            # caller answered now would get an interrupt no scope converts.
+            left = REINJECT
         if done.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
             return True
-
-
-def _outermost_expiring(state: ThreadState) -> Deadline | None:
-    chain = []
-    link: ThreadState | None = state
-    while link is not None:
-        chain.append(link)
-        link = link.parent
-    for link in reversed(chain):
-        for scope in tuple(link.scopes):
-            if scope._is_expiring():
-                return scope  # type: ignore[no-any-return]
-    return None
 
 
 def _abandon(worker: _Worker, call: _Call) -> bool:
@@ -350,6 +354,7 @@ def run_in_worker(
             finished = _wait(call, caller, grace)
         except BaseException:  # Ctrl-C (or another exception) while waiting
             scope._expire_now()  # interrupt the worker too
+            finished = False
             try:
                 finished = call.done.acquire(timeout=grace)
             finally:
@@ -357,17 +362,15 @@ def run_in_worker(
                     _abandon(worker, call)
             raise
         if not finished and _abandon(worker, call):
-            raise _Interrupt(scope=_outermost_expiring(caller) or scope, stopped=False)
-        if call.ok:
-            value = call.value
-            call.value = None
+            raise _Interrupt(scope=expiring_scope(caller) or scope, stopped=False)
+        ok, value = call.outcome
+        call.outcome = (False, None)
+        if ok:
             return value
-        error = call.value
-        call.value = None
         try:
-            raise error
+            raise value
         finally:
-            del error
+            del value
 
 
 protect(
@@ -380,7 +383,6 @@ protect(
     _retire,
     _wait,
     _give_up_at,
-    _outermost_expiring,
     _abandon,
     run_in_worker,
 )
