@@ -396,6 +396,16 @@ def test_call_in_process_reports_an_exit_code_as_a_crash() -> None:
     assert caught.value.signal is None
 
 
+@pytest.mark.usefixtures("fresh_pools")
+def test_call_in_process_forgets_crashed_children() -> None:
+    for _ in range(3):
+        with pytest.raises(ProcessCrashed):
+            call(targets.exit_hard, 3)
+    pool = _process_pool._pool_for("forkserver")
+    assert all(worker.state is not _process_pool._DEAD for worker in pool._workers)
+    assert all(repr(worker) for worker in pool._retired)  # a closed process still shows
+
+
 # --- outer deadlines, Ctrl-C, nesting ------------------------------------------------
 
 
@@ -424,6 +434,21 @@ def test_call_in_process_ctrl_c_stops_the_child(dispatched: list[int]) -> None:
     try:
         with pytest.raises(KeyboardInterrupt), assert_takes_about(0.3):
             call(targets.wait_forever, seconds=30.0)
+    finally:
+        timer.cancel()
+        timer.join()
+    assert wait_gone(dispatched[-1])
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_call_in_process_ctrl_c_during_the_kill_still_kills(dispatched: list[int]) -> None:
+    # The child ignores SIGTERM: after the deadline (0.3 s) the kill waits `grace`
+    # (3 s) before SIGKILL, and Ctrl-C arrives in that wait.
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            call(targets.ignore_sigterm_and_sleep, 30.0, seconds=0.3, grace=3.0)
     finally:
         timer.cancel()
         timer.join()

@@ -57,9 +57,9 @@ from ._process_pool import (
     _Pool,
     _pool_for,
     _reaped,
-    _start_process,
     _stopped_at_exit,
     _Worker,
+    start_worker,
 )
 from ._process_tree import wait_dead
 from ._scope import remaining
@@ -312,19 +312,9 @@ def _call_forked(
 
 
 def _start_forked(function: Callable[..., Any], args: Any, kwargs: Any) -> _Worker:
-    context = multiprocessing.get_context("fork")
-    parent_end, child_end = context.Pipe()
-    process = context.Process(
-        target=forked_main,
-        args=(child_end, function, args, kwargs),
-        name="watchdog_timeout-process",
-        daemon=False,
+    worker = start_worker(
+        multiprocessing.get_context("fork"), forked_main, (function, args, kwargs)
     )
-    try:
-        _start_process(process)
-    finally:
-        child_end.close()
-    worker = _Worker(process, parent_end)
     worker.state = _BUSY
     return worker
 

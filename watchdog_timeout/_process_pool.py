@@ -93,10 +93,11 @@ _STARTING, _IDLE, _BUSY, _RETIRED, _DEAD = _State
 class _Worker:
     """A child process and the parent's end of its socket."""
 
-    __slots__ = ("conn", "killed", "poller", "process", "reaped", "state", "stopped")
+    __slots__ = ("conn", "killed", "pid", "poller", "process", "reaped", "state", "stopped")
 
     def __init__(self, process: Any, conn: multiprocessing.connection.Connection) -> None:
         self.process = process
+        self.pid: int = process.pid  # kept: the process object is closed once reaped
         self.conn = conn
         self.state = _STARTING
         self.killed = False  # stopped by us: its death is not a crash
@@ -106,12 +107,8 @@ class _Worker:
         self.poller.register(conn.fileno(), select.POLLIN)
         self.poller.register(process.sentinel, select.POLLIN)
 
-    @property
-    def pid(self) -> int:
-        return int(self.process.pid)
-
     def __repr__(self) -> str:
-        return f"<_Worker pid={self.process.pid} [{self.state.value}]>"
+        return f"<_Worker pid={self.pid} [{self.state.value}]>"
 
 
 # --- the pool ----------------------------------------------------------------
@@ -174,11 +171,13 @@ class _Pool:
     def discard(self, worker: _Worker, grace: float, *, replace: bool = False) -> bool:
         """Kill a child's tree; with ``replace``, start a new child in its place."""
         with self._lock:
-            if worker.state is _DEAD:
-                return worker.stopped  # already done (by the timeout path, or at exit)
             self._workers.discard(worker)
             if worker in self._idle:
                 self._idle.remove(worker)
+            if worker.state is _DEAD:  # already done (by the timeout path, or at exit)
+                if not worker.stopped and worker not in self._retired:
+                    self._retired.append(worker)  # reaped later, if ever
+                return worker.stopped
         stopped = _finish(worker, grace)
         if not stopped:
             with self._lock:
@@ -195,21 +194,10 @@ class _Pool:
         return stopped
 
     def _start(self) -> _Worker:
-        parent_end, child_end = self._context.Pipe()
         parent_death = self._method == "forkserver" or (
             threading.current_thread() is threading.main_thread()
         )
-        process = self._context.Process(
-            target=worker_main,
-            args=(child_end, parent_death, IDLE_TIMEOUT, _shutdown),
-            name="watchdog_timeout-process",
-            daemon=False,
-        )
-        try:
-            _start_process(process)
-        finally:
-            child_end.close()
-        worker = _Worker(process, parent_end)
+        worker = start_worker(self._context, worker_main, (parent_death, IDLE_TIMEOUT, _shutdown))
         with self._lock:
             self._workers.add(worker)
         return worker
@@ -301,18 +289,31 @@ def _exiting() -> RuntimeError:
     return RuntimeError("isolation='process' is not available: the interpreter is exiting")
 
 
-def _start_process(process: Any) -> None:
+def start_worker(context: Any, target: Any, args: tuple[Any, ...]) -> _Worker:
+    """Start a child running ``target(conn, *args)``, connected to us by a pipe."""
+    parent_end, child_end = context.Pipe()
+    process = context.Process(
+        target=target,
+        args=(child_end, *args),
+        name="watchdog_timeout-process",
+        daemon=False,
+    )
     # Inside a daemonic process (a multiprocessing.Pool worker) start() refuses to
     # have children; ours are killed with their tree, so lift the flag for the call.
     config = multiprocessing.process.current_process()._config  # type: ignore[attr-defined]
-    if not config.get("daemon"):
-        process.start()
-        return
-    config["daemon"] = False
+    daemonic = bool(config.get("daemon"))
     try:
+        if daemonic:
+            config["daemon"] = False
         process.start()
+    except BaseException:
+        parent_end.close()
+        raise
     finally:
-        config["daemon"] = True
+        if daemonic:
+            config["daemon"] = True
+        child_end.close()
+    return _Worker(process, parent_end)
 
 
 def _shutdown(timeout: float = 2.0) -> None:
@@ -360,10 +361,13 @@ def _finish(worker: _Worker, grace: float) -> bool:
     if worker.reaped:
         worker.state = _DEAD
         return True
-    worker.state = _DEAD
-    process = worker.process
-    if process.pid is not None:
-        worker.stopped = stop_tree(process, grace)
+    before, worker.state = worker.state, _DEAD  # claimed: the exit path may race us
+    if worker.pid is not None:
+        try:
+            worker.stopped = stop_tree(worker.process, grace)
+        except BaseException:  # a second Ctrl-C: left as it was, so the retry kills
+            worker.state = before
+            raise
     with contextlib.suppress(OSError):
         worker.conn.close()
     if worker.stopped:
@@ -389,5 +393,6 @@ protect(
     _Pool.forget,
     _Pool.discard,
     _Pool._start,
+    start_worker,
     _finish,
 )

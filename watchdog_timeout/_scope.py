@@ -276,7 +276,7 @@ class Deadline(Alarm):
             tagged = exc.scope
             if tagged is not self:
                 if isinstance(tagged, Deadline) and tagged._died_inside(self._thread):
-                    raise tagged._timeout_expired() from exc
+                    raise tagged._timeout_expired(stopped=getattr(exc, "stopped", True)) from exc
                 return False  # an outer scope's (or another thread's) interrupt
             if before is not _EXPIRING:
                 return False
