@@ -15,7 +15,7 @@ from types import CodeType, FrameType
 from typing import Any, Callable, Optional
 
 import pytest
-from helpers import run_in_thread
+from helpers import run_in_thread, spin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,12 +26,6 @@ from watchdog_timeout._errors import _Interrupt
 from watchdog_timeout._monitor import monitor
 
 TRIALS = 20_000
-
-
-def spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
 
 
 def boundary_trials(trials: int, seed: int) -> dict[str, int]:

@@ -58,10 +58,8 @@ def test_watchdog_report_only_never_interrupts(caplog: pytest.LogCaptureFixture)
     reports = []
     with caplog.at_level(logging.WARNING, logger="watchdog_timeout"):
         with Watchdog(0.05, interrupt=False, on_expire=lambda: reports.append(1)) as dog:
-            stuck = time.monotonic()
             spin(0.3)
     assert not dog.expired
-    assert time.monotonic() - stuck >= 0.3
     assert 2 <= len(reports) <= 8  # once per period while no kick comes
     assert "not kicked for 0.05 seconds" in caplog.text
     assert "the thread is in spin (helpers.py:" in caplog.text

@@ -211,7 +211,8 @@ class Deadline(Alarm):
     def __repr__(self) -> str:
         parts = [f"<Deadline [{self._state.value}]", f"seconds={self.seconds!r}"]
         if self._state in (_ACTIVE, _EXPIRING):
-            parts.append(f"remaining={self.remaining!r}")
+            left = self.remaining
+            parts.append(f"remaining={left:.4g}" if left is not None else "remaining=None")
         if self.label is not None:
             parts.append(f"label={self.label!r}")
         return " ".join(parts) + ">"
