@@ -119,8 +119,13 @@ CONCURRENCY = (
     "pebble-thread",
     "executor-handoff",
 )
-NOT_APPLICABLE[("concurrency", "timeout-decorator-signal")] = (
-    "n/a: signals work in the main thread only"
+# Signal-based subjects limit the main thread only: no row with many threads.
+NOT_APPLICABLE.update(
+    {
+        ("concurrency", key): "n/a: signals work in the main thread only"
+        for key in CONCURRENCY
+        if SUBJECTS[key].main_thread_only
+    }
 )
 SCOPES = ("bare-with", "ours-deadline", "asyncio-timeout", "stopit-thread")
 

@@ -154,17 +154,11 @@ def _stopit_signal_scope(seconds: float) -> contextlib.AbstractContextManager[An
     return _peer("stopit").SignalTimeout(seconds, swallow_exc=False)  # type: ignore[no-any-return]
 
 
-def _timeout_decorator(use_signals: bool) -> Limiter:
+def _decorator_peer(module_name: str, use_signals: bool) -> Limiter:
+    """timeout-decorator and wrapt-timeout-decorator: the same ``timeout()`` API."""
+
     def limit(seconds: float, function: Call) -> Call:
-        module = _peer("timeout_decorator")
-        return module.timeout(seconds, use_signals=use_signals)(function)  # type: ignore[no-any-return]
-
-    return limit
-
-
-def _wrapt_timeout_decorator(use_signals: bool) -> Limiter:
-    def limit(seconds: float, function: Call) -> Call:
-        module = _peer("wrapt_timeout_decorator")
+        module = _peer(module_name)
         return module.timeout(seconds, use_signals=use_signals)(function)  # type: ignore[no-any-return]
 
     return limit
@@ -324,7 +318,7 @@ _ALL = (
         "timeout-decorator-signal",
         "timeout-decorator signals",
         "peer",
-        limiter=_timeout_decorator(use_signals=True),
+        limiter=_decorator_peer("timeout_decorator", use_signals=True),
         module="timeout_decorator",
         distribution="timeout-decorator",
         main_thread_only=True,
@@ -334,7 +328,7 @@ _ALL = (
         "timeout-decorator-process",
         "timeout-decorator processes",
         "peer",
-        limiter=_timeout_decorator(use_signals=False),
+        limiter=_decorator_peer("timeout_decorator", use_signals=False),
         module="timeout_decorator",
         distribution="timeout-decorator",
         note="a new process per call",
@@ -343,7 +337,7 @@ _ALL = (
         "wrapt-timeout-decorator-signal",
         "wrapt-timeout-decorator signals",
         "peer",
-        limiter=_wrapt_timeout_decorator(use_signals=True),
+        limiter=_decorator_peer("wrapt_timeout_decorator", use_signals=True),
         module="wrapt_timeout_decorator",
         distribution="wrapt-timeout-decorator",
         main_thread_only=True,
@@ -353,7 +347,7 @@ _ALL = (
         "wrapt-timeout-decorator-process",
         "wrapt-timeout-decorator processes",
         "peer",
-        limiter=_wrapt_timeout_decorator(use_signals=False),
+        limiter=_decorator_peer("wrapt_timeout_decorator", use_signals=False),
         module="wrapt_timeout_decorator",
         distribution="wrapt-timeout-decorator",
         note="a new process per call",

@@ -29,7 +29,7 @@ def busy(cap: float = 5.0) -> int:
     end = time.monotonic() + cap
     count = 0
     # A loop inside a called function, with a call in its condition: an interrupt
-    # lands where any handler sees it on every CPython (see CPYTHON-FACTS.md).
+    # lands where any handler sees it on every CPython (cpython#108214, #130279).
     while time.monotonic() < end:
         count += 1
     return count
