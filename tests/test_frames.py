@@ -30,11 +30,14 @@ from watchdog_timeout._frames import (
     LAZY,
     OUTSIDE,
     Marker,
+    is_with_entry_at,
     landing,
     marker_at_enter,
     may_be_exiting,
     position,
     resolve_marker,
+    with_entry_layout,
+    with_frame,
 )
 
 CPYTHON = sys.implementation.name == "cpython"
@@ -579,3 +582,74 @@ def test_landing_is_position_before_3_13() -> None:
         for offset in (layout.back_edge, layout.exit_call, layout.enter + 2):
             frame = _frame(layout.code, offset)
             assert landing(frame, frame, layout.marker) == position(frame, layout.marker)
+
+
+# --- with-entry layouts, 3.9 to 3.14, on synthetic bytecode -------------------------
+
+# Opcode numbers of each layout (the values do not matter, only their roles).
+_OPMAP_313 = {"BEFORE_WITH": 53, "CALL": 171, "EXTENDED_ARG": 144, "POP_TOP": 32}
+_OPMAP_310 = {"SETUP_WITH": 143, "CALL_FUNCTION": 131, "EXTENDED_ARG": 144, "POP_TOP": 1}
+_OPMAP_314 = {"LOAD_SPECIAL": 92, "CALL": 52, "EXTENDED_ARG": 69, "POP_TOP": 31}
+
+
+def _code(*pairs: tuple[int, int]) -> bytes:
+    return bytes(byte for pair in pairs for byte in pair)
+
+
+def test_with_entry_layout_per_interpreter() -> None:
+    assert with_entry_layout(_OPMAP_313) == "BEFORE_WITH"
+    assert with_entry_layout(_OPMAP_310) == "SETUP_WITH"
+    assert with_entry_layout(_OPMAP_314) == "LOAD_SPECIAL"
+    assert with_entry_layout({"CALL": 1}) is None
+
+
+def test_with_entry_3_14_is_the_call_right_after_load_special_enter() -> None:
+    opmap = _OPMAP_314
+    # LOAD_SPECIAL 1 (__exit__), LOAD_SPECIAL 0 (__enter__), CALL 0, POP_TOP, CALL 0
+    code = _code((92, 1), (92, 0), (52, 0), (31, 0), (52, 0))
+    assert is_with_entry_at(code, 4, opmap, "LOAD_SPECIAL")  # the CALL of __enter__
+    assert not is_with_entry_at(code, 2, opmap, "LOAD_SPECIAL")  # LOAD_SPECIAL itself
+    assert not is_with_entry_at(code, 8, opmap, "LOAD_SPECIAL")  # a CALL after POP_TOP
+    exit_call = _code((92, 1), (52, 0))  # LOAD_SPECIAL __exit__ then a call: not an entry
+    assert not is_with_entry_at(exit_call, 2, opmap, "LOAD_SPECIAL")
+    with_args = _code((92, 0), (52, 1))  # CALL 1 is not __enter__()
+    assert not is_with_entry_at(with_args, 2, opmap, "LOAD_SPECIAL")
+
+
+def test_with_entry_older_layouts_and_prefixes() -> None:
+    assert is_with_entry_at(_code((53, 0)), 0, _OPMAP_313, "BEFORE_WITH")
+    assert not is_with_entry_at(_code((171, 0)), 0, _OPMAP_313, "BEFORE_WITH")
+    # 3.9/3.10 leave f_lasti on an EXTENDED_ARG prefix of SETUP_WITH.
+    assert is_with_entry_at(_code((144, 1), (143, 4)), 0, _OPMAP_310, "SETUP_WITH")
+
+
+def test_unknown_layout_recognises_no_with_entry() -> None:
+    # The safe fallback: no block known from frames (the scope's exit alone bounds
+    # it); the module warns once at import on such an interpreter.
+    assert not is_with_entry_at(_code((53, 0)), 0, _OPMAP_313, None)
+
+
+def test_with_frame_finds_the_with_statement_past_enter_methods() -> None:
+    seen: list[FrameType | None] = []
+
+    class Inner:
+        def __enter__(self) -> None:
+            seen.append(with_frame(sys._getframe(1)))
+
+        def __exit__(self, *exc_info: object) -> None:
+            return None
+
+    class Outer:
+        def __enter__(self) -> None:
+            Inner().__enter__()  # entered by a user's __enter__, not by a with
+
+        def __exit__(self, *exc_info: object) -> None:
+            return None
+
+    with Inner():
+        pass
+    with Outer():
+        pass
+    Inner().__enter__()  # no with statement at all
+    here = sys._getframe()
+    assert seen == [here, here, None]

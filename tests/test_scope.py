@@ -6,6 +6,7 @@ the signal in test_delivery.py.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from helpers import assert_takes_about, run_in_thread, spin, spin_forever
@@ -234,9 +236,10 @@ def test_deadline_reschedule_moves_the_deadline() -> None:
     with assert_takes_about(0.1), pytest.raises(TimeoutExpired) as caught:
         with deadline(10) as scope:
             spin(0.05)
+            before = time.monotonic()
             scope.reschedule(0.05)
-            assert scope.remaining is not None
-            assert 0.01 < scope.remaining <= 0.05  # from now, not from the start
+            assert scope.when is not None
+            assert scope.when >= before + 0.05  # from now, not from the start
             spin_forever()
     assert caught.value.seconds == pytest.approx(0.1, abs=0.05)
 
@@ -535,3 +538,82 @@ def test_loop_whose_only_check_point_is_an_uncovered_back_edge_still_times_out()
         count_down(10**12)
     assert current_state().scopes == []
     spin(0.15)  # no runaway interrupts
+
+
+class _Delegating:
+    """A user's context manager whose __enter__ enters a deadline."""
+
+    def __init__(self, seconds: float) -> None:
+        self.scope = deadline(seconds)
+
+    def __enter__(self) -> _Delegating:
+        self.scope.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> bool:
+        return self.scope.__exit__(*exc_info)
+
+
+class _ExtendedDeadline(Deadline):
+    """A subclass that extends __enter__."""
+
+    entered = False
+
+    def __enter__(self) -> _ExtendedDeadline:
+        super().__enter__()
+        self.entered = True
+        return self
+
+
+def _enter_in_a_helper(stack: contextlib.ExitStack, seconds: float) -> Deadline:
+    return stack.enter_context(deadline(seconds))
+
+
+def test_deadline_entered_by_a_users_context_manager_fires() -> None:
+    with assert_takes_about(0.1), pytest.raises(TimeoutExpired):
+        with _Delegating(0.1):
+            spin_forever()
+
+
+def test_deadline_subclass_extending_enter_fires() -> None:
+    with assert_takes_about(0.1), pytest.raises(TimeoutExpired):
+        with _ExtendedDeadline(0.1) as scope:
+            assert scope.entered
+            spin_forever()
+
+
+def test_deadline_entered_on_an_exit_stack_in_a_helper_fires() -> None:
+    with assert_takes_about(0.1), pytest.raises(TimeoutExpired):
+        with contextlib.ExitStack() as stack:
+            _enter_in_a_helper(stack, 0.1)
+            spin_forever()
+
+
+def test_deadline_moved_off_its_with_by_pop_all_fires_until_closed() -> None:
+    with contextlib.ExitStack() as stack:
+        scope = stack.enter_context(deadline(0.1, suppress=True))
+        kept = stack.pop_all()
+    with assert_takes_about(0.1), kept:
+        spin_forever()
+    assert scope.expired
+
+
+def test_deadline_in_a_coroutine_is_refused_with_directions() -> None:
+    async def limited() -> None:
+        with deadline(0.1):
+            await asyncio.sleep(1)
+
+    with pytest.raises(RuntimeError, match=r"asyncio\.timeout.*@timeout"):
+        asyncio.run(limited())
+
+
+def test_deadline_in_a_function_called_from_a_coroutine_works() -> None:
+    def blocking_part() -> str:
+        with deadline(0.1, suppress=True) as scope:
+            spin_forever()
+        return f"expired={scope.expired}"
+
+    async def caller() -> str:
+        return blocking_part()
+
+    assert asyncio.run(caller()) == "expired=True"

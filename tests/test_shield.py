@@ -127,3 +127,26 @@ def test_a_shield_does_not_raise_for_a_scope_of_a_suspended_generator() -> None:
         pass  # leaving the shield must not raise that scope's interrupt here
     with contextlib.suppress(TimeoutExpired):  # its own scope may report as it closes
         suspended.close()
+
+
+def test_a_scope_opened_inside_a_shield_fires() -> None:
+    # A shield holds back the scopes outside it; one opened inside limits its own
+    # part of the critical section (trio's rule).
+    with assert_takes_about(0.1), deadline(5, suppress=True) as outer:
+        with shield():
+            with deadline(0.1, suppress=True) as inner:
+                spin(3)
+    assert inner.expired
+    assert not outer.expired
+
+
+def test_an_outer_scope_is_still_held_back_around_an_inner_one() -> None:
+    with deadline(0.05, suppress=True) as outer:
+        with shield():
+            with deadline(5, suppress=True) as inner:
+                spin(0.2)
+            finished = True
+        spin(10)
+    assert finished
+    assert outer.expired
+    assert not inner.expired

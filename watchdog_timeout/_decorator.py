@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 
 import wrapt
 
-from ._delivery import protect
 from ._errors import TimeoutExpired, _Interrupt
 from ._scope import Deadline
 from ._seconds import Seconds, check_seconds
@@ -260,6 +259,3 @@ async def _limit_coroutine(coroutine: Any, seconds: float | None, name: str) -> 
         if sys.version_info >= (3, 11):
             if expired and not taken_back:
                 task.uncancel()  # the body ended anyway: take our cancellation back
-
-
-protect(_inline)

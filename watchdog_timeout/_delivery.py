@@ -75,6 +75,8 @@ __all__ = (
     "current_state",
     "deliver",
     "due_here",
+    "held_back",
+    "live_shield",
     "existing_state",
     "is_generator",
     "expiring_scope",
@@ -138,8 +140,8 @@ class ThreadState:
         delegate: The worker whose call this thread is waiting for: interrupts
             for this thread's scopes go there.
         boundary: For a worker: the frame that runs the call.
-        shielded: How many ``shield()`` blocks the thread is in: no interrupt is
-            sent while it is above zero.
+        shields: The open ``shield()`` blocks, outermost first: each holds back
+            the interrupts of the scopes entered before it (see ``held_back``).
         late: A late TimeoutExpired that a finalizer swallowed: raised again at
             the thread's next check point.
     """
@@ -154,7 +156,7 @@ class ThreadState:
         "parent",
         "scopes",
         "sent",
-        "shielded",
+        "shields",
         "thread",
     )
 
@@ -167,7 +169,7 @@ class ThreadState:
         self.parent: ThreadState | None = None
         self.delegate: ThreadState | None = None
         self.boundary: FrameType | None = None
-        self.shielded = 0
+        self.shields: list[Any] = []
         self.late: _LateTimeoutExpired | None = None
 
 
@@ -246,11 +248,58 @@ def interruptible(ident: int) -> bool:
     Not while it runs our bookkeeping, nor inside ``shield()``. Hold the GIL (and
     the monitor's lock, to be sure a shield is not entered meanwhile).
     """
-    state = _states.get(ident)
-    if state is not None and state.shielded:
-        return False
     top = sys._current_frames().get(ident)
-    return top is not None and top.f_code not in PROTECTED
+    if top is None or top.f_code in PROTECTED:
+        return False
+    state = _states.get(ident)
+    return state is None or live_shield(state, top) is None
+
+
+def _alive(construct: Any, top: FrameType) -> bool:
+    """Whether a construct's ``with`` block still runs on the stack that ``top`` heads.
+
+    False when its frame has left the stack (and is not a suspended generator) or
+    has left its block: its exit never ran (an exception landed on its first
+    instruction). A construct whose block is not known from frames is alive.
+    """
+    owner = construct._owner
+    if owner is None:
+        return True
+    frame: FrameType | None = top
+    while frame is not None:
+        if frame is owner:
+            return position(frame, marker_of(construct)) is not OUTSIDE
+        frame = frame.f_back
+    return is_generator(owner.f_code)
+
+
+def live_shield(state: ThreadState, top: FrameType) -> Any:
+    """The innermost open shield of ``state``'s thread, retiring shields whose exit never ran."""
+    shields = state.shields
+    while shields:
+        shield = shields[-1]
+        if _alive(shield, top):
+            return shield
+        shields.pop()
+    return None
+
+
+def held_back(leaf: ThreadState, scope: Scope, top: FrameType) -> bool:
+    """Whether a shield in ``leaf``'s thread holds the interrupt of ``scope`` back.
+
+    A shield holds back the scopes entered before it (and a caller's scopes, for a
+    worker); a scope entered inside a shield is delivered as usual (trio's rule).
+    """
+    shield = live_shield(leaf, top)
+    if shield is None:
+        return False
+    if scope._thread is not leaf:
+        return True
+    try:
+        depth: int = shield._depth
+        return leaf.scopes.index(scope) < depth
+    except ValueError:
+        return True
 
 
 #: Code objects of our bookkeeping: an interrupt is never sent while one is running.
@@ -263,9 +312,9 @@ def protect(*functions: Callable[..., Any]) -> None:
         PROTECTED.add(function.__code__)
 
 
-def marker_of(scope: Scope) -> Marker:
-    """The scope's block marker, resolved on first use."""
-    marker = scope._marker
+def marker_of(scope: Any) -> Marker:
+    """The block marker of a scope or shield, resolved on first use."""
+    marker: Marker = scope._marker
     if marker == LAZY and scope._owner is not None:
         marker = scope._marker = resolve_marker(scope._owner.f_code, scope._lasti)
     return marker
@@ -277,7 +326,7 @@ DELIVER, DEFER, GONE = "deliver", "defer", "gone"
 
 def locate(
     top: FrameType,
-    boundary: FrameType,
+    boundary: FrameType | None,
     marker: Marker,
     ours: bool,
     *,
@@ -304,6 +353,9 @@ def locate(
         if protected and frame.f_code in PROTECTED:
             return DEFER
         frame = frame.f_back
+    if boundary is None:  # the block is not known from frames: anywhere but our code
+        where = landing(top, None, marker, ours) if after_pause else INSIDE
+        return DELIVER if where is INSIDE else where
     return GONE
 
 
@@ -332,14 +384,14 @@ def stack_of_thread(ident: int, limit: int = 8) -> tuple[tuple[str, int, str], .
     return tuple(stack)
 
 
-def _patiently(scope: Scope, where: str, boundary: FrameType) -> str:
+def _patiently(scope: Scope, where: str, boundary: FrameType | None) -> str:
     """Turn a passing EDGE, or OUTSIDE at a call, into DEFER, up to PATIENCE times."""
     if where is EDGE:
         rare = scope._rarely()
         rare.edges += 1
         if rare.edges <= PATIENCE:
             return DEFER
-    elif where is OUTSIDE and may_be_exiting(boundary):
+    elif where is OUTSIDE and boundary is not None and may_be_exiting(boundary):
         rare = scope._rarely()
         rare.exits += 1
         if rare.exits <= PATIENCE:
@@ -347,9 +399,9 @@ def _patiently(scope: Scope, where: str, boundary: FrameType) -> str:
     return where
 
 
-def _gone_delay(boundary: FrameType) -> float | None:
+def _gone_delay(boundary: FrameType | None) -> float | None:
     # A suspended generator comes back; any other frame that left the stack is done.
-    return POLL if is_generator(boundary.f_code) else None
+    return POLL if boundary is not None and is_generator(boundary.f_code) else None
 
 
 def deliver(
@@ -371,11 +423,13 @@ def deliver(
     state = scope._thread
     owner = scope._owner
     assert state is not None
-    assert owner is not None
     leaf = state
     while leaf.delegate is not None:
         leaf = leaf.delegate
-    if leaf.shielded:
+    top = sys._current_frames().get(leaf.ident)
+    if top is None:
+        return None
+    if held_back(leaf, scope, top):
         return REINJECT  # the shield's exit asks again at once
     if leaf is state:
         if leaf.is_main and _wakeup_ready():
@@ -386,9 +440,6 @@ def deliver(
     else:
         assert leaf.boundary is not None
         boundary, marker, ours = leaf.boundary, None, True
-    top = sys._current_frames().get(leaf.ident)
-    if top is None:
-        return None
     lasti = top.f_lasti
     where = _patiently(scope, locate(top, boundary, marker, ours, after_pause=True), boundary)
     if where is EDGE:
@@ -429,7 +480,6 @@ def _expiring(state: ThreadState, top: FrameType, protected: bool) -> list[tuple
             assert state.boundary is not None
             where = locate(top, state.boundary, None, True, protected=protected)
         else:
-            assert scope._owner is not None
             where = locate(top, scope._owner, marker_of(scope), False, protected=protected)
         found.append((scope, where))
     return found
@@ -460,7 +510,7 @@ def _on_interpreter_delivery() -> object:
         if (
             where is OUTSIDE
             or where is EDGE
-            or (where is GONE and scope._owner is not None and _gone_delay(scope._owner) is None)
+            or (where is GONE and _gone_delay(scope._owner) is None)
         ):
             # The block ended (a failing C call carried its error past the last
             # check point), or the interrupt landed where CPython lets it escape
@@ -606,10 +656,11 @@ def _wakeup_ready() -> bool:
 def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
     """Raise the interrupt in the main thread, if it runs the block it is meant for."""
     state = _main_state
-    if state is None or frame is None or state.shielded:
+    if state is None or frame is None:
         return
     for scope, seen in _expiring(state, frame, protected=True):
-        assert scope._owner is not None
+        if held_back(state, scope, frame):
+            continue  # the shield's exit delivers it
         where = _patiently(scope, seen, scope._owner)
         if where is EDGE:
             # A loop with no other check point: raising here skips __exit__.
@@ -682,4 +733,7 @@ protect(
     _without_waiting,
     _on_wakeup_signal,
     due_here,
+    _alive,
+    live_shield,
+    held_back,
 )

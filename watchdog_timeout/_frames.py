@@ -36,8 +36,12 @@ pause to every check point it can reach next.
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import sys
+import warnings
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from types import CodeType, FrameType
 from typing import Any, Optional
 
@@ -47,11 +51,14 @@ __all__ = (
     "LAZY",
     "OUTSIDE",
     "Marker",
+    "edge_escapes",
+    "is_with_entry",
     "marker_at_enter",
     "may_be_exiting",
     "landing",
     "position",
     "resolve_marker",
+    "with_frame",
 )
 
 #: Where a frame is relative to a block (see ``position``).
@@ -163,6 +170,108 @@ def _skip_prefixes(code: CodeType, lasti: int) -> int:
     return lasti
 
 
+# --- which frame runs the with statement of a scope --------------------------------
+
+
+#: How this interpreter compiles the entry of a ``with`` statement: "BEFORE_WITH"
+#: (3.11-3.13), "SETUP_WITH" (3.9/3.10), "LOAD_SPECIAL" (3.14: ``LOAD_SPECIAL
+#: __enter__`` then ``CALL 0``), or None for a layout this module does not know.
+def with_entry_layout(opmap: Mapping[str, int]) -> str | None:
+    """The ``with``-entry layout that an interpreter with opcodes ``opmap`` uses."""
+    for layout in ("BEFORE_WITH", "SETUP_WITH", "LOAD_SPECIAL"):
+        if layout in opmap:
+            return layout
+    return None
+
+
+def is_with_entry_at(
+    co_code: bytes, lasti: int, opmap: Mapping[str, int], layout: str | None
+) -> bool:
+    """Whether the instruction at ``lasti`` of ``co_code`` is calling a ``__enter__``.
+
+    Pure, for testing the layouts of interpreters that are not installed.
+    """
+    if layout is None or not 0 <= lasti < len(co_code):
+        return False
+    extended = opmap.get("EXTENDED_ARG", -1)
+    while lasti < len(co_code) - 2 and co_code[lasti] == extended:
+        lasti += 2  # 3.9/3.10 leave f_lasti on a prefix
+    opcode = co_code[lasti]
+    if layout != "LOAD_SPECIAL":
+        return opcode == opmap[layout]
+    # 3.14: ``LOAD_SPECIAL 0`` (__enter__) right before ``CALL 0``.
+    return (
+        opcode == opmap.get("CALL")
+        and co_code[lasti + 1] == 0
+        and lasti >= 2
+        and co_code[lasti - 2] == opmap["LOAD_SPECIAL"]
+        and co_code[lasti - 1] == 0
+    )
+
+
+_LAYOUT = with_entry_layout(dis.opmap) if sys.implementation.name == "cpython" else None
+if _LAYOUT is None and sys.implementation.name == "cpython":
+    warnings.warn(
+        f"watchdog_timeout does not know how CPython {sys.version.split()[0]} compiles "
+        "`with` statements: deadlines cannot tell where their block ends, so an interrupt "
+        "is guarded only by the scope's exit",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def is_with_entry(code: CodeType, lasti: int) -> bool:
+    """Whether the instruction at ``lasti`` of ``code`` is calling a ``__enter__``."""
+    return is_with_entry_at(code.co_code, lasti, dis.opmap, _LAYOUT)
+
+
+_CONTEXTLIB = contextlib.__file__
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, ...
+
+
+def with_frame(
+    caller: FrameType, transparent: AbstractSet[CodeType] = frozenset()
+) -> FrameType | None:
+    """The frame whose ``with`` statement a context manager called from ``caller`` serves.
+
+    The innermost frame, from ``caller`` outwards, that is entering a ``with`` block:
+    the caller itself for ``with deadline():``; its caller for a user's context
+    manager (or subclass) whose ``__enter__`` enters the scope; the user's frame for
+    a ``@contextmanager`` generator. contextlib's frames and ``transparent`` code are
+    passed by. None when no frame is entering a ``with`` (``ExitStack.enter_context``
+    called in a block, a manual ``__enter__()``): then the scope's block is not known
+    from frames, and the scope is bounded by its own exit alone.
+    """
+    frame: FrameType | None = caller
+    while frame is not None:
+        code = frame.f_code
+        back = frame.f_back
+        if (
+            code in transparent
+            or code.co_filename == _CONTEXTLIB
+            or (
+                code.co_flags & _GENERATOR_FLAGS
+                and back is not None
+                and back.f_code.co_filename == _CONTEXTLIB
+            )
+        ):
+            frame = back  # contextlib and the @contextmanager body it drives
+            continue
+        if is_with_entry(code, frame.f_lasti):
+            return frame
+        frame = back
+    return None
+
+
+def _next_offset(code: CodeType, lasti: int) -> int:
+    found = False
+    for instruction in dis.get_instructions(code):
+        if found:
+            return instruction.offset
+        found = instruction.offset == lasti
+    return lasti + 2
+
+
 def resolve_marker(code: CodeType, lasti: int) -> Marker:
     """The marker of the block entered at ``lasti`` of ``code``, for a LAZY marker."""
     lasti = _skip_prefixes(code, lasti)
@@ -172,10 +281,16 @@ def resolve_marker(code: CodeType, lasti: int) -> Marker:
     marker: Marker = None
     if _EXCEPTION_TABLE:
         table = _parse_exception_table(code)
-        # After BEFORE_WITH the block starts at the next instruction; a call (such
-        # as ExitStack.enter_context) sits inside the block that holds the scope.
-        after_with = dis.opname[code.co_code[lasti]] == "BEFORE_WITH"
-        marker = _handler_at(table, lasti + 2 if after_with else lasti)
+        # After the with-entry the block starts at the next instruction; a call
+        # (such as ExitStack.enter_context) sits inside the block that holds the scope.
+        opname = dis.opname[code.co_code[lasti]]
+        if opname == "BEFORE_WITH":
+            lasti += 2
+        elif _LAYOUT == "LOAD_SPECIAL" and is_with_entry_at(
+            code.co_code, lasti, dis.opmap, _LAYOUT
+        ):
+            lasti = _next_offset(code, lasti)  # past CALL and its caches
+        marker = _handler_at(table, lasti)
     elif _BLOCK_STACK:
         instruction = _instruction_at(code, lasti)
         if instruction is not None:
@@ -290,7 +405,25 @@ elif _EXCEPTION_TABLE:
         or at an EDGE: a loop's back-edge that the block's exception range misses."""
         return _position_at(frame.f_code, frame.f_lasti, marker)
 
+    def edge_escapes(code: CodeType, offset: int) -> bool:
+        """Whether an exception raised at ``offset`` skips a handler around its loop.
+
+        True at a loop's back-edge whose exception-table entry differs from the loop
+        body's: an interrupt raised there skips the ``except``/``finally``/``__exit__``
+        that encloses the loop (python/cpython#130279, #108214), in any frame.
+        """
+        target = _back_jumps_of(code).get(offset)
+        if target is None:
+            return False
+        table = _parse_exception_table(code)
+        looked_up = target - 2 if _CHECKS_AFTER_JUMPING else offset
+        return _handler_at(table, looked_up) != _handler_at(table, target)
+
 else:
+
+    def edge_escapes(code: CodeType, offset: int) -> bool:
+        """Whether an exception raised at ``offset`` skips a handler (never, here)."""
+        return False
 
     def marker_at_enter(frame: FrameType) -> Marker:
         """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
@@ -358,31 +491,37 @@ def _next_check_points(code: CodeType, paused: int) -> tuple[tuple[int, ...], bo
     return found
 
 
-def landing(top: FrameType, boundary: FrameType, marker: Marker, ours: bool = False) -> str:
+def landing(top: FrameType, boundary: FrameType | None, marker: Marker, ours: bool = False) -> str:
     """Where an interrupt sent now, to a thread paused in ``top``, will land.
 
-    INSIDE when every next landing point lies in the block of ``boundary``; EDGE
-    otherwise. Up to 3.12 the thread raises where it paused: that is ``position``.
-    ``ours``: ``boundary`` is a frame of our own that calls the limited code, and
-    the interrupt must land above it, never in it.
+    INSIDE when every next landing point lies in the block of ``boundary`` and none
+    is a back-edge that escapes a handler of its frame (``edge_escapes``), in any
+    frame from ``top`` down to ``boundary``; EDGE otherwise. Up to 3.12 the thread
+    raises where it paused. ``ours``: ``boundary`` is our worker's frame that calls
+    the limited code; an interrupt landing there is handled by it. ``boundary``
+    None: the block is not known from frames (see ``with_frame``).
     """
     if not _RAISES_AFTER_PAUSE:
-        return position(boundary, marker)
+        if top is not boundary and edge_escapes(top.f_code, top.f_lasti):
+            return EDGE
+        return INSIDE if boundary is None or ours else position(boundary, marker)
     frame: FrameType | None = top
     while frame is not None:
         code = frame.f_code
         paused = frame.f_lasti
         points, leaves = _next_check_points(code, paused)
+        if frame is top and dis.opname[code.co_code[paused]].startswith("CALL"):
+            # Blocked in a C call, it raises when the call returns: here.
+            points = (*points, paused)
         if frame is boundary:
             if ours:
-                return EDGE
-            if frame is top and dis.opname[code.co_code[paused]].startswith("CALL"):
-                # Blocked in a C call, it raises when the call returns: here.
-                points = (*points, paused)
+                return INSIDE
             if leaves or any(_position_at(code, p, marker) is not INSIDE for p in points):
                 return EDGE
             return INSIDE
+        if any(edge_escapes(code, p) for p in points):
+            return EDGE
         if not leaves:
             return INSIDE  # a callee of the block's frame: inside the block
         frame = frame.f_back  # it may return first: look on in its caller
-    return EDGE
+    return EDGE if boundary is not None else INSIDE

@@ -30,7 +30,6 @@ first and mark the state last, and roll back what they did if interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import sys
 from types import CodeType, FrameType, TracebackType
@@ -48,7 +47,7 @@ from ._delivery import (
     withdraw_pending,
 )
 from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired, describe_stack
-from ._frames import Marker, marker_at_enter
+from ._frames import Marker, marker_at_enter, with_frame
 from ._monitor import Alarm, Entry, logger, monitor
 from ._seconds import Seconds, check_seconds, clock
 
@@ -57,8 +56,6 @@ __all__ = ("Deadline", "deadline", "remaining")
 #: How soon after ``on_expire`` returns the interrupt follows, in a thread other
 #: than the main one: time for a call that ``on_expire`` unblocked to return.
 ON_EXPIRE_GRACE = 0.01
-
-_CONTEXTLIB = contextlib.__file__
 
 
 class _State(enum.Enum):
@@ -76,23 +73,17 @@ _CREATED, _ACTIVE, _EXPIRING, _EXPIRED, _FINISHED = _State
 PASS_THROUGH: set[CodeType] = set()
 
 
-def _owner_frame(frame: FrameType) -> FrameType:
-    # The frame whose block the scope limits: past ExitStack.enter_context, past
-    # a @contextmanager generator (suspended while the with-block it serves runs),
-    # and past our own PASS_THROUGH code.
-    while True:
-        code = frame.f_code
-        back = frame.f_back
-        if back is None:
-            return frame
-        if (
-            code in PASS_THROUGH
-            or code.co_filename == _CONTEXTLIB
-            or (is_generator(code) and back.f_code.co_filename == _CONTEXTLIB)
-        ):
-            frame = back
-        else:
-            return frame
+_COROUTINE_FLAGS = 0x80 | 0x100 | 0x200  # CO_COROUTINE, CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
+
+
+def _refuse_coroutine(frame: FrameType | None) -> None:
+    if frame is not None and frame.f_code.co_flags & _COROUTINE_FLAGS:
+        raise RuntimeError(
+            f"deadline() cannot limit a block of the coroutine {frame.f_code.co_name}(): "
+            "across an `await` it would interrupt whatever the event loop runs meanwhile. "
+            "Use `async with asyncio.timeout(seconds):` there, or decorate the coroutine "
+            "function with @timeout(seconds)"
+        )
 
 
 class _Rare:
@@ -222,12 +213,15 @@ class Deadline(Alarm):
     def __enter__(self) -> Deadline:
         if self._state is not _CREATED:
             raise RuntimeError(f"Deadline cannot be entered twice: it is {self._state.value}")
+        caller = sys._getframe(1)
+        owner = with_frame(caller, PASS_THROUGH)
+        _refuse_coroutine(owner or caller)
         state = current_state()
-        owner = _owner_frame(sys._getframe(1))
         self._thread = state
         self._owner = owner
-        self._lasti = owner.f_lasti
-        self._marker = marker_at_enter(owner)
+        if owner is not None:
+            self._lasti = owner.f_lasti
+            self._marker = marker_at_enter(owner)
         now = clock()
         if self._seconds is not None:
             self._when = now + self._seconds
@@ -335,6 +329,13 @@ class Deadline(Alarm):
         if state is None:
             return
         scopes = state.scopes
+        if self in scopes:
+            # Shields entered inside the block and never exited (an exception landed
+            # on their exit's first instruction): retired with the block.
+            index = scopes.index(self)
+            shields = state.shields
+            while shields and shields[-1]._depth > index:
+                shields.pop()
         if scopes and scopes[-1] is self:
             scopes.pop()
         elif self in scopes:

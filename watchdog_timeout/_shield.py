@@ -18,18 +18,24 @@ Things that don't work:
 
 Solution: entering takes the monitor's lock, withdraws any interrupt still
 pending on the thread, and counts the shield in the thread's state; while the
-count is above zero no interrupt is sent to the thread (the monitor, the
+count is above zero no interrupt of an outer scope is sent to the thread (the monitor, the
 main-thread signal, ``StoppableThread.kill()`` and abandoned workers all
 check it). Leaving decrements the count and, at zero, raises the interrupt of
 the outermost scope that expired meanwhile, itself: it lands right after the
 section, and inside that scope's block (a scope that expired is still open, so
 its block encloses the shield).
+
+A shield holds back only the scopes entered before it (trio's rule): a scope
+opened inside the shield is its own critical section's limit and fires as usual.
+A shield whose ``__exit__`` never ran (an exception from elsewhere landed on its
+first instruction) is recognised by its frame having left its block, and
+retired; a scope's exit also retires the shields entered inside it.
 """
 
 from __future__ import annotations
 
 import sys
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import final
 
 from ._delivery import (
@@ -37,11 +43,13 @@ from ._delivery import (
     current_state,
     due_here,
     expiring_scope,
+    held_back,
     protect,
     resend_expiring,
     withdraw_pending,
 )
 from ._errors import _Interrupt
+from ._frames import Marker, marker_at_enter, with_frame
 from ._monitor import monitor
 
 __all__ = ("Shield", "shield")
@@ -51,14 +59,23 @@ __all__ = ("Shield", "shield")
 class Shield:
     """A critical section that interrupts wait for; made by :func:`shield`."""
 
-    __slots__ = ("_state",)
+    __slots__ = ("_depth", "_lasti", "_marker", "_owner", "_state")
 
     def __init__(self) -> None:
         self._state: ThreadState | None = None
+        #: How many scopes the thread had open when the shield began: it holds back
+        #: those, not the ones opened inside it.
+        self._depth = 0
+        #: The frame of its ``with`` statement, to recognise a shield whose exit
+        #: never ran (see ``_delivery.live_shield``).
+        self._owner: FrameType | None = None
+        self._lasti = -1
+        self._marker: Marker = None
 
     def __enter__(self) -> Shield:
         if self._state is not None:
             raise RuntimeError("a shield cannot be entered twice")
+        owner = with_frame(sys._getframe(1))
         state = current_state()
         with monitor.lock:
             # What is withdrawn here is raised when the shield ends: the scope it was
@@ -67,8 +84,13 @@ class Shield:
                 withdraw_pending(state)
             except _Interrupt:
                 pass  # it landed an instant before: the same outcome
-            state.shielded += 1
-            self._state = state
+            if owner is not None:
+                self._owner = owner
+                self._lasti = owner.f_lasti
+                self._marker = marker_at_enter(owner)
+            self._depth = len(state.scopes)
+            state.shields.append(self)
+            self._state = state  # last: the shield is open
         return self
 
     def __exit__(
@@ -80,14 +102,20 @@ class Shield:
         state = self._state
         if state is None:
             raise RuntimeError("a shield cannot be exited before it is entered")
+        here = sys._getframe(1)
+        due = None
         with monitor.lock:
-            state.shielded -= 1
-            due = None
-            if state.shielded == 0 and expiring_scope(state) is not None:
+            shields = state.shields
+            if self in shields:  # idempotent; shields above it never exited: retire them
+                del shields[shields.index(self) :]
+            self._owner = None
+            if expiring_scope(state) is not None:
                 # Raise it here only inside its block (not, say, for a scope of a
-                # suspended generator); otherwise the monitor delivers it in time.
-                due = due_here(state, sys._getframe(1))
-                if due is None:
+                # suspended generator), and only if no outer shield still holds it.
+                due = due_here(state, here)
+                if due is not None and held_back(state, due, here):
+                    due = None
+                elif due is None:
                     resend_expiring(state)
         if due is not None:
             raise _Interrupt(scope=due)  # what was held back, right after the section

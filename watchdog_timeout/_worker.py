@@ -46,6 +46,7 @@ from ._delivery import (
     ThreadState,
     current_state,
     expiring_scope,
+    live_shield,
     locate,
     protect,
     withdraw_pending,
@@ -261,7 +262,7 @@ class _Reinjector(Alarm):
         top = sys._current_frames().get(state.ident)
         if (
             top is not None
-            and not state.shielded
+            and live_shield(state, top) is None
             and locate(top, self.boundary, None, True) is DELIVER
         ):
             send_async_exc(state.ident, _Interrupt)
