@@ -7,6 +7,7 @@ import contextvars
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import sys
 import threading
@@ -544,3 +545,22 @@ def test_a_call_abandoned_before_it_began_does_not_take_later_deadlines() -> Non
         # The next deadline of this thread interrupts this thread, on time.
         with assert_takes_about(0.1, slack=0.3), pytest.raises(TimeoutExpired), deadline(0.1):
             spin_forever()
+
+
+@pytest.mark.parametrize("isolation", ["thread", "inline"])
+def test_on_expire_unblocks_the_call_before_it_is_interrupted(isolation: str) -> None:
+    left, right = socket.socketpair()
+    with left, right:
+
+        @timeout(0.1, isolation=isolation, on_expire=lambda: right.shutdown(socket.SHUT_RDWR))  # type: ignore[arg-type]
+        def receive() -> bytes:
+            return left.recv(10)  # blocked until on_expire shuts the pair down
+
+        with assert_takes_about(0.1), pytest.raises(TimeoutExpired):
+            while True:
+                receive()  # returns b"" once shut down; the interrupt follows
+
+
+def test_on_expire_is_refused_for_processes() -> None:
+    with pytest.raises(ValueError, match="on_expire"):
+        timeout(1, isolation="process", on_expire=print)

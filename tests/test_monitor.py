@@ -22,8 +22,9 @@ from collections.abc import Iterator, Sequence
 from typing import Callable
 
 import pytest
-from helpers import assert_takes_about
+from helpers import assert_takes_about, spin, spin_forever
 
+from watchdog_timeout import _monitor, deadline
 from watchdog_timeout._monitor import Alarm, Monitor
 
 # --- test doubles ---------------------------------------------------------------------
@@ -381,7 +382,9 @@ def test_monitor_run_due_follow_up_can_schedule(heap: Monitor, clock: FakeClock)
 
     with heap.lock:
         heap.schedule(100.0, Target("a", follow_up=follow_up))
-    assert heap.run_due() == 101.0
+    heap.run_due()  # follow-ups run off the monitor's path: its schedule wakes it
+    with heap.lock:
+        assert heap.next_when() == 101.0
     clock.now = 101.0
     heap.run_due()
     assert later.log == [("later", 101.0)]
@@ -636,3 +639,43 @@ def test_monitor_shutdown_while_deadlines_keep_firing_in_a_daemon_thread() -> No
         if done.returncode != 0 or done.stderr:
             failures.append((trial, done.returncode, done.stderr))
     assert failures == []
+
+
+def test_the_monitor_thread_exits_when_idle_and_starts_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def monitor_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "watchdog_timeout-monitor"]
+
+    monkeypatch.setattr(_monitor, "IDLE", 0.05)
+    with deadline(0.01, suppress=True):
+        spin(0.05)
+    monitor_threads()[0].join(2.0)  # the next wait runs out with nothing armed
+    assert monitor_threads() == []
+    with deadline(0.05, suppress=True) as scope:
+        spin_forever()
+    assert scope.expired
+
+
+def test_a_deadline_in_an_atexit_handler_registered_first_fires() -> None:
+    # atexit runs handlers in reverse: one registered before the import runs after
+    # anything the library registered. The monitor must still be there.
+    script = textwrap.dedent(
+        """
+        import atexit, time
+        def at_exit():
+            from watchdog_timeout import deadline
+            with deadline(0.1, suppress=True) as scope:
+                while True:
+                    pass
+            print("expired", scope.expired)
+        atexit.register(at_exit)
+        from watchdog_timeout import deadline
+        with deadline(0.01, suppress=True):
+            time.sleep(0.05)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert done.stdout.strip() == "expired True", done.stderr

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from helpers import assert_takes_about, run_in_thread, spin, spin_forever
 
-from watchdog_timeout import Deadline, TimeoutExpired, deadline, remaining
+from watchdog_timeout import Deadline, TimeoutExpired, deadline, remaining, timeout
 from watchdog_timeout._delivery import current_state
 from watchdog_timeout._errors import _Interrupt
 
@@ -400,14 +400,36 @@ def test_deadline_body_that_swallows_and_completes_is_not_a_timeout() -> None:
 # --- on_expire ------------------------------------------------------------------------------
 
 
-def test_on_expire_runs_once_in_the_monitor_before_the_interrupt() -> None:
+def test_on_expire_runs_once_off_the_monitor_before_the_interrupt() -> None:
     calls: list[str] = []
     with (
         pytest.raises(TimeoutExpired),
         deadline(0.05, on_expire=lambda: calls.append(threading.current_thread().name)),
     ):
         spin_forever()
-    assert calls == ["watchdog_timeout-monitor"]
+    assert calls == ["watchdog_timeout-callback"]
+
+
+def test_a_slow_on_expire_delays_no_other_limit() -> None:
+    # User callbacks never run on the monitor: a sleeping on_expire elsewhere
+    # cannot hold back this thread's limit.
+    with deadline(0.05, suppress=True, on_expire=lambda: time.sleep(2)) as slow:
+        spin(0.15)  # its on_expire is now sleeping
+        with assert_takes_about(0.1), deadline(0.1, suppress=True) as fast:
+            spin_forever()
+        assert fast.expired
+        spin_forever()  # the slow one's interrupt follows after ON_EXPIRE_WAIT at most
+    assert slow.expired
+
+
+def test_on_expire_that_calls_a_limited_function_does_not_stall_the_monitor() -> None:
+    results: list[object] = []
+    limited = timeout(1.0)(lambda: "inner call done")
+    with deadline(0.05, suppress=True, on_expire=lambda: results.append(limited())):
+        spin_forever()
+    with assert_takes_about(0.1), deadline(0.1, suppress=True):
+        spin_forever()
+    assert results == ["inner call done"]
 
 
 def test_on_expire_not_called_when_the_block_ends_in_time() -> None:
@@ -441,24 +463,60 @@ def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         b.close()
 
 
-def test_on_expire_unblocks_a_worker_thread_and_reports_timeout() -> None:
-    # on_expire closes the socket: recv fails, and the block ends with
-    # TimeoutExpired chained from that failure, never with the raw interrupt.
-    def trial() -> BaseException | None:
+def _context_chain(exc: BaseException) -> list[BaseException]:
+    chain = []
+    link: BaseException | None = exc
+    while link is not None and len(chain) < 20:
+        chain.append(link)
+        link = link.__context__
+    return chain
+
+
+@pytest.mark.parametrize("in_main_thread", [True, False])
+def test_on_expire_unblocks_a_call_whose_own_error_goes_on_with_the_timeout_in_context(
+    in_main_thread: bool,
+) -> None:
+    # on_expire shuts the socket down: the block then fails with its own error, which
+    # propagates as itself (as under asyncio.timeout), with TimeoutExpired in its
+    # context chain and scope.expired True; in the main thread as in any other.
+    def trial() -> tuple[BaseException | None, bool]:
         with socket_pair() as (a, _b):
+            scope = deadline(0.02, on_expire=lambda: a.shutdown(socket.SHUT_RDWR))
             try:
-                with deadline(0.02, on_expire=lambda: a.shutdown(socket.SHUT_RDWR)):
+                with scope:
                     data = a.recv(10)
                     if not data:
                         raise ConnectionError("peer gone")
             except BaseException as exc:
-                return exc
-        return None
+                return exc, scope.expired
+        return None, scope.expired
 
-    for _ in range(20):
-        outcome = run_in_thread(trial)
-        assert isinstance(outcome, TimeoutExpired), repr(outcome)
-        assert not isinstance(outcome.__cause__, TimeoutExpired)
+    for _ in range(10):
+        outcome, expired = trial() if in_main_thread else run_in_thread(trial)
+        assert expired
+        assert not isinstance(outcome, _Interrupt)
+        assert isinstance(outcome, (ConnectionError, TimeoutExpired)), repr(outcome)
+        if isinstance(outcome, ConnectionError):
+            assert any(isinstance(link, TimeoutExpired) for link in _context_chain(outcome))
+
+
+def test_cleanup_that_raises_after_the_interrupt_keeps_its_error_with_the_timeout() -> None:
+    with pytest.raises(KeyError) as caught, deadline(0.05) as scope:
+        try:
+            spin_forever()
+        finally:
+            raise KeyError("cleanup failed")
+    assert scope.expired
+    context = caught.value.__context__
+    assert isinstance(context, TimeoutExpired)  # in place of the private interrupt
+    assert context.seconds == 0.05
+    assert isinstance(context.__cause__, _Interrupt)
+
+
+def test_a_block_unblocked_by_on_expire_that_returns_reports_the_timeout() -> None:
+    with socket_pair() as (a, _b):
+        with pytest.raises(TimeoutExpired), deadline(0.05, on_expire=lambda: a.shutdown(2)):
+            assert a.recv(10) == b""  # returns once on_expire shuts the pair down
 
 
 def test_remaining_as_native_timeout_in_worker_thread_never_leaks_the_interrupt() -> None:

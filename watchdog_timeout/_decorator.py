@@ -59,6 +59,7 @@ def timeout(
     grace: float = DEFAULT_GRACE,
     label: str | None = None,
     start_method: str | None = None,
+    on_expire: Callable[[], object] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Limit every call of the decorated function to ``seconds``.
 
@@ -93,6 +94,11 @@ def timeout(
         label: The name reported in TimeoutExpired (default: the function's).
         start_method: With ``isolation="process"``: the multiprocessing start
             method (default ``"forkserver"``; ``"fork"`` only when asked for).
+        on_expire: With ``"thread"`` and ``"inline"``: called without arguments, in
+            a thread of its own, when a call's time is up and before its code is
+            interrupted, as ``deadline(on_expire=...)``: for unblocking a C call
+            (``sock.close``, ``conn.interrupt``). A child process is killed
+            instead, so ``"process"`` does not take it.
 
     Returns:
         A decorator; the decorated function keeps its name, docstring and
@@ -125,6 +131,13 @@ def timeout(
         raise ValueError(f"`isolation` must be 'thread', 'inline' or 'process', got {isolation!r}")
     if label is not None and not isinstance(label, str):
         raise TypeError(f"`label` must be a string or None, got {label!r}")
+    if on_expire is not None and not callable(on_expire):
+        raise TypeError(f"`on_expire` must be callable or None, got {on_expire!r}")
+    if on_expire is not None and isolation == "process":
+        raise ValueError(
+            "`on_expire` does not apply to isolation='process': the child is killed at "
+            f"the limit; got {on_expire!r}"
+        )
     if start_method is not None and isolation != "process":
         raise ValueError(
             f"`start_method` applies to isolation='process', not {isolation!r}: "
@@ -186,7 +199,14 @@ def timeout(
         elif isolation == "inline":
 
             def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return _inline(wrapped, args, kwargs, seconds_for(instance, args, kwargs), name)
+                return _inline(
+                    wrapped,
+                    args,
+                    kwargs,
+                    seconds_for(instance, args, kwargs),
+                    name,
+                    on_expire=on_expire,
+                )
 
         else:
 
@@ -199,6 +219,7 @@ def timeout(
                     grace=checked_grace,
                     name=name,
                     thread_name=thread_name,
+                    on_expire=on_expire,
                 )
 
         return wrapt.FunctionWrapper(function, call)
@@ -212,8 +233,10 @@ def _inline(
     kwargs: dict[str, Any],
     seconds: float | None,
     name: str,
+    *,
+    on_expire: Callable[[], object] | None = None,
 ) -> Any:
-    scope = Deadline(seconds, label=name)
+    scope = Deadline(seconds, label=name, on_expire=on_expire)
     try:
         with scope:
             return function(*args, **kwargs)

@@ -23,15 +23,20 @@ binary semaphore, and is woken only when a new entry becomes the earliest.
 
 The monitor calls ``target.alarm(now)`` with the lock held, so that a target can
 check its state and act in one step with respect to threads that take the same
-lock; what ``alarm`` returns (user callbacks) runs after the lock is released. A
-callback that raises is logged and the monitor carries on. After ``os.fork()``
-the child gets fresh locks and a new monitor thread, keeping only the entries of
-the thread that forked (the only one that exists in the child).
+lock. What ``alarm`` returns (user callbacks: ``on_expire``, reports) and every
+log record run in a short-lived thread of their own (``watchdog_timeout-callback``),
+never on the monitor: an ``on_expire`` that sleeps, or calls a limited function,
+or a slow logging handler, would delay every other limit in the process.
+
+The thread exits after ``IDLE`` seconds with nothing armed, and starts again on
+demand. It is not stopped at interpreter exit: ``atexit`` handlers registered
+before this module may use deadlines too (it is a daemon thread). After
+``os.fork()`` the child gets fresh locks and a new monitor thread, keeping only
+the entries of the thread that forked (the only one that exists in the child).
 """
 
 from __future__ import annotations
 
-import atexit
 import heapq
 import logging
 import math
@@ -52,6 +57,8 @@ Entry = list[Any]
 
 _WHEN, _TARGET = 0, 1
 _COMPACT_MIN = 64
+#: Seconds the monitor thread waits with nothing armed before it exits.
+IDLE = 2.0
 
 
 class Alarm:
@@ -153,47 +160,66 @@ class Monitor:
 
     def run_due(self) -> float:
         """Fire what is due now; return when to look again (``inf``: when woken)."""
-        follow_ups = []
+        follow_ups: list[Callable[[], None]] = []
         with self.lock:
             now = self.clock()
             for target in self.pop_due(now):
                 try:
                     follow_up = target.alarm(now)
-                except BaseException:
-                    logger.exception("watchdog_timeout: an alarm failed")
+                except BaseException as exc:  # logged off the monitor's path
+                    follow_ups.append(_logging(exc))
                 else:
                     if follow_up is not None:
                         follow_ups.append(follow_up)
-        for follow_up in follow_ups:
-            try:
-                follow_up()
-            except BaseException:
-                logger.exception("watchdog_timeout: an on_expire callback raised")
-        with self.lock:
             self._next_wake = self.next_when()
-            return self._next_wake
+            next_wake = self._next_wake
+        if follow_ups:
+            self.call_soon(follow_ups)
+        return next_wake
+
+    def call_soon(self, callbacks: list[Callable[[], None]]) -> None:
+        """Run ``callbacks`` in a thread of their own, never on the monitor."""
+        if self._start_thread:
+            threading.Thread(
+                target=_run_callbacks,
+                args=(callbacks,),
+                name="watchdog_timeout-callback",
+                daemon=True,
+            ).start()
+        else:  # a test monitor without threads
+            _run_callbacks(callbacks)
 
     def _run(self) -> None:
         while not self._stopping:
             try:
-                self._wait(self.run_due())
+                if not self._wait(self.run_due()):
+                    return
             except BaseException:
                 # Interpreter shutdown tears modules down under a daemon thread.
                 if self._stopping or sys.is_finalizing():
                     return
                 logger.exception("watchdog_timeout: the monitor caught an exception")
 
-    def _wait(self, when: float) -> None:
+    def _wait(self, when: float) -> bool:
+        """Sleep until ``when`` or a wake-up; False when the thread is to exit (idle)."""
         if when == math.inf:
-            woken = self._wake.acquire()
+            woken = self._wake.acquire(timeout=IDLE)
+            if not woken:
+                with self.lock:
+                    if not self._heap and not self._wake_pending:
+                        if self._thread is threading.current_thread():
+                            self._thread = None  # schedule() starts another
+                        return False
+                return True
         else:
             delay = when - self.clock()
             if delay <= 0:
-                return
+                return True
             woken = self._wake.acquire(timeout=min(delay, threading.TIMEOUT_MAX))
         if woken:
             with self.lock:
                 self._wake_pending = False
+        return True
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop the thread (at exit); armed deadlines stop firing."""
@@ -221,8 +247,24 @@ class Monitor:
             self._start()
 
 
+def _logging(exc: BaseException) -> Callable[[], None]:
+    def log() -> None:
+        logger.error(
+            "watchdog_timeout: an alarm failed", exc_info=(type(exc), exc, exc.__traceback__)
+        )
+
+    return log
+
+
+def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except BaseException:
+            logger.exception("watchdog_timeout: an on_expire callback raised")
+
+
 #: The process-wide monitor.
 monitor = Monitor()
-atexit.register(monitor.stop)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=monitor._after_fork_in_child)

@@ -56,6 +56,8 @@ __all__ = ("Deadline", "deadline", "remaining")
 #: How soon after ``on_expire`` returns the interrupt follows, in a thread other
 #: than the main one: time for a call that ``on_expire`` unblocked to return.
 ON_EXPIRE_GRACE = 0.01
+#: How long the interrupt waits for ``on_expire`` to return before it is sent anyway.
+ON_EXPIRE_WAIT = 1.0
 
 
 class _State(enum.Enum):
@@ -86,10 +88,22 @@ def _refuse_coroutine(frame: FrameType | None) -> None:
         )
 
 
+def _insert_into_context(exc: BaseException, expired: TimeoutExpired) -> None:
+    """Put ``expired`` into ``exc``'s context chain, in place of our interrupt if it is there."""
+    link = exc
+    for _ in range(100):  # bounded: chains can be cyclic
+        context = link.__context__
+        if context is None or isinstance(context, _Interrupt):
+            expired.__cause__ = expired.__context__ = context
+            link.__context__ = expired
+            return
+        link = context
+
+
 class _Rare:
     """The fields few scopes need: kept apart, so that armed scopes stay small."""
 
-    __slots__ = ("edges", "exits", "on_expire_due", "renew", "report_only", "stack")
+    __slots__ = ("edges", "exits", "on_expire_due", "renew", "report_only", "stack", "waiting")
 
     def __init__(self) -> None:
         #: How often delivery waited for a loop's back-edge, or for an exit (_delivery).
@@ -97,6 +111,8 @@ class _Rare:
         self.exits = 0
         #: on_expire is to be called at the next expiry.
         self.on_expire_due = False
+        #: The entry that sends the interrupt if on_expire has not returned in time.
+        self.waiting: Entry | None = None
         #: For a Watchdog: the deadline after the last kick (kicks only store a time;
         #: the monitor looks when the entry comes due), whether expiry only reports,
         #: and where the thread was when it expired.
@@ -265,24 +281,34 @@ class Deadline(Alarm):
                 raise late
         if before is not _ACTIVE and before is not _EXPIRING:
             raise RuntimeError(f"Deadline cannot be exited: it is {before.value}")
-        if exc is None:
-            return False
         if isinstance(exc, _Interrupt):
             tagged = exc.scope
             if tagged is not self:
                 if isinstance(tagged, Deadline) and tagged._died_inside(self._thread):
                     raise tagged._timeout_expired(stopped=getattr(exc, "stopped", True)) from exc
                 return False  # an outer scope's (or another thread's) interrupt
-            if before is not _EXPIRING:
-                return False
-        elif self._on_expire is None or self._rarely().on_expire_due:
-            return False  # the block's own error
-        elif self._when is None or clock() < self._when:
-            return False  # on_expire has not run for this deadline
+            if before is _EXPIRING:
+                return self._expire_with(exc)
+            return False
+        on_expire_ran = self._on_expire is not None and not self._rarely().on_expire_due
+        if exc is None:
+            # Ended before the interrupt landed: no timeout, unless on_expire acted
+            # on the block (it ended because its call was unblocked).
+            return self._expire_with(None) if on_expire_ran else False
+        if before is _EXPIRING or on_expire_ran:
+            # The limit ran out and the block ended with its own error (cleanup that
+            # raised, a C call unblocked by on_expire failing): that error goes on,
+            # with the TimeoutExpired in its context chain (as asyncio.timeout does).
+            self._state = _EXPIRED
+            _insert_into_context(exc, self._timeout_expired())
+        return False
+
+    def _expire_with(self, cause: BaseException | None) -> bool:
+        """End the block as expired: TimeoutExpired from ``cause``, or nothing if suppressed."""
         self._state = _EXPIRED
         if self.suppress:
             return True
-        raise self._timeout_expired(stopped=getattr(exc, "stopped", True)) from exc
+        raise self._timeout_expired(stopped=getattr(cause, "stopped", True)) from cause
 
     # --- bookkeeping (monitor.lock held unless said otherwise) -----------------
 
@@ -422,6 +448,9 @@ class Deadline(Alarm):
                     return self._report
                 if rare.on_expire_due:
                     rare.on_expire_due = False
+                    # on_expire runs in a thread of its own; the interrupt follows
+                    # when it returns, or at this entry if it has not by then.
+                    self._entry = rare.waiting = monitor.schedule(now + ON_EXPIRE_WAIT, self)
                     return self._run_on_expire
             self._state = _EXPIRING
         elif self._state is not _EXPIRING:
@@ -439,11 +468,15 @@ class Deadline(Alarm):
         # interrupt, unless the scope was rescheduled or ended meanwhile.
         self._call_on_expire()
         with monitor.lock:
-            if self._state is not _ACTIVE or self._entry is not None:
-                return
+            waiting = self._rarely().waiting
+            if self._state is not _ACTIVE or self._entry is not waiting or waiting is None:
+                return  # rescheduled or ended meanwhile, or the wait ran out
+            monitor.cancel(waiting)
+            self._entry = self._rarely().waiting = None
             renew = self._rarely().renew
             if renew is not None and renew() > clock():
                 self._entry = monitor.schedule(renew(), self)  # kicked in time
+                self._rarely().on_expire_due = True
                 return
             self._state = _EXPIRING
             state = self._thread

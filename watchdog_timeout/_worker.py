@@ -338,6 +338,7 @@ def run_in_worker(
     grace: float,
     name: str,
     thread_name: str,
+    on_expire: Callable[[], object] | None = None,
 ) -> Any:
     """Call ``function(*args, **kwargs)`` in a worker thread, limited to ``seconds``.
 
@@ -348,7 +349,7 @@ def run_in_worker(
     caller = current_state()
     call = _Call(function, args, kwargs, caller)
     worker = _take(thread_name)
-    scope = Deadline(seconds, label=name)
+    scope = Deadline(seconds, label=name, on_expire=on_expire)
     with scope:
         worker.hand(call)
         try:
