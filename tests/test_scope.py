@@ -464,7 +464,7 @@ def socket_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
 
 
 def _context_chain(exc: BaseException) -> list[BaseException]:
-    chain = []
+    chain: list[BaseException] = []
     link: BaseException | None = exc
     while link is not None and len(chain) < 20:
         chain.append(link)
