@@ -309,7 +309,7 @@ def test_binding_times_out_busy_body(binding: Binding, isolation: str) -> None:
     resolved = binding.resolve(DECORATED[isolation])
     with assert_takes_about(LIMIT), pytest.raises(TimeoutExpired) as caught:
         call(binding, resolved.decorated, *resolved.prefix, 1, action=SPIN)
-    assert caught.value.name == resolved.original.__qualname__ + "()"
+    assert caught.value.name == resolved.original.__qualname__
     assert caught.value.seconds == LIMIT
     assert caught.value.stopped
 

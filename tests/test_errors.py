@@ -55,13 +55,13 @@ def test_timeout_expired_attributes() -> None:
     exc = TimeoutExpired(0.2, elapsed=0.31, name="f()", stopped=False)
     assert exc.seconds == 0.2
     assert exc.elapsed == 0.31
-    assert exc.name == "f()"
+    assert exc.name == "f"  # the message has the ()
     assert exc.stopped is False
 
 
 def test_timeout_expired_defaults() -> None:
     exc = TimeoutExpired(1.5)
-    assert (exc.seconds, exc.elapsed, exc.name, exc.stopped) == (1.5, 0.0, "deadline()", True)
+    assert (exc.seconds, exc.elapsed, exc.name, exc.stopped) == (1.5, 0.0, "deadline", True)
     assert str(exc) == "deadline() exceeded its time limit of 1.5 seconds"
 
 
@@ -117,7 +117,7 @@ def test_late_timeout_expired_looks_public() -> None:
 
 def test_late_timeout_expired_has_the_attributes_and_message() -> None:
     late = _late(0.2, elapsed=0.3, name="g()", stopped=False)
-    assert (late.seconds, late.elapsed, late.name, late.stopped) == (0.2, 0.3, "g()", False)
+    assert (late.seconds, late.elapsed, late.name, late.stopped) == (0.2, 0.3, "g", False)
     expected = str(TimeoutExpired(0.2, name="g()", stopped=False))
     assert str(late) == expected
     assert late.args == (expected,)
@@ -136,7 +136,7 @@ def test_late_timeout_expired_survives_the_interpreters_second_init(
     # The interpreter calls __init__ again on what _Interrupt.__new__ returned.
     late = _late(0.2, elapsed=0.3, name="g()")
     late.__init__(*interpreter_args)  # type: ignore[misc]
-    assert (late.seconds, late.elapsed, late.name) == (0.2, 0.3, "g()")
+    assert (late.seconds, late.elapsed, late.name) == (0.2, 0.3, "g")
     assert str(late) == str(TimeoutExpired(0.2, name="g()"))
 
 
@@ -275,7 +275,7 @@ def test_interrupt_is_replaced_by_the_exception_the_hook_returns(
     monkeypatch.setattr(_errors, "_delivery_hook", lambda: late)
     built: object = _Interrupt()
     assert built is late
-    assert (late.seconds, late.elapsed, late.name, late.stopped) == (0.2, 0.3, "g()", True)
+    assert (late.seconds, late.elapsed, late.name, late.stopped) == (0.2, 0.3, "g", True)
     assert str(late) == "g() exceeded its time limit of 0.2 seconds"
     with pytest.raises(TimeoutExpired) as info:
         raise _Interrupt
@@ -301,3 +301,20 @@ def test_interrupt_subclass_does_not_ask_the_hook(monkeypatch: pytest.MonkeyPatc
 
 def test_interrupt_message_names_its_scope() -> None:
     assert "'the scope'" in str(_Interrupt(scope="the scope"))
+
+
+def test_timeout_expired_builds_like_any_exception() -> None:
+    bare = TimeoutExpired()
+    assert (bare.args, str(bare), bare.seconds) == ((), "", None)
+    with_message = TimeoutExpired("the backend took too long")
+    assert with_message.args == ("the backend took too long",)
+    assert str(with_message) == "the backend took too long"
+    assert with_message.seconds is None
+    assert pickle.loads(pickle.dumps(with_message)).args == with_message.args
+
+
+def test_timeout_expired_says_how_long_a_block_that_overran_by_far_ran() -> None:
+    assert "ran for" not in str(TimeoutExpired(1.0, elapsed=1.2))
+    assert str(TimeoutExpired(0.1, elapsed=8.44, name="f()")) == (
+        "f() exceeded its time limit of 0.1 seconds (it ran for 8.44 seconds)"
+    )

@@ -412,7 +412,7 @@ def test_call_in_process_forgets_crashed_children() -> None:
 def test_call_in_process_outer_deadline_wins_in_the_main_thread(dispatched: list[int]) -> None:
     with pytest.raises(TimeoutExpired) as caught, assert_takes_about(0.3), deadline(0.3):
         call(targets.wait_forever, seconds=30.0)
-    assert caught.value.name == "deadline()"
+    assert caught.value.name == "deadline"
     assert wait_gone(dispatched[-1])
 
 

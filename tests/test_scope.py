@@ -34,7 +34,7 @@ def test_deadline_interrupts_busy_loop_in_main_thread() -> None:
     assert scope.expired
     error = caught.value
     assert error.seconds == 0.05
-    assert error.name == "deadline()"
+    assert error.name == "deadline"
     assert error.stopped
     assert error.elapsed >= 0.05
     assert isinstance(error.__cause__, _Interrupt)

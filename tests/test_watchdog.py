@@ -9,7 +9,7 @@ import time
 import pytest
 from helpers import assert_takes_about, spin, spin_forever
 
-from watchdog_timeout import Deadline, TimeoutExpired, Watchdog, remaining, shield
+from watchdog_timeout import Deadline, TimeoutExpired, Watchdog, remaining, shield, timeout
 
 
 def stuck_here() -> None:
@@ -198,3 +198,14 @@ def test_watchdog_interrupt_waits_for_a_shield() -> None:
         with shield():
             spin(0.2)
         stuck_here()
+
+
+def test_current_watchdog_is_found_inside_an_at_timeout_worker() -> None:
+    @timeout(2.0)
+    def step() -> str:
+        dog = Watchdog.current()  # the caller's, seen from the worker thread
+        dog.kick()
+        return dog.label or ""
+
+    with Watchdog(1.0, label="pipeline"):
+        assert step() == "pipeline"

@@ -20,17 +20,23 @@ def _format_seconds(seconds: float | None) -> str:
     return f"{seconds:g}"
 
 
+_UNSET: Any = object()
+
+
 class TimeoutExpired(TimeoutError):
     """A time limit ran out before the limited code finished.
 
     Raised by ``deadline()`` where its block ends and by ``@timeout`` in the
     caller. It is a ``TimeoutError`` (and so an ``Exception``); what interrupted
-    the running code is chained to it as ``__cause__``.
+    the running code is chained to it as ``__cause__``. It can also be built like
+    any exception, ``TimeoutExpired()`` or ``TimeoutExpired("message")``.
 
     Attributes:
-        seconds: The limit, in seconds, measured from the start of the limited code.
+        seconds: The limit, in seconds, measured from the start of the limited code
+            (None when built with a message).
         elapsed: Seconds from the start of the limited code until it was reported.
-        name: The label of the deadline or the qualified name of the function.
+        name: The label of the deadline, or the qualified name of the function
+            (without ``()``; the message has them).
         stopped: True if the limited code really stopped; False if it could not be
             stopped (blocked in C code) and was left running in the background.
         stack: For a ``Watchdog``: where the watched thread was at expiry, innermost
@@ -45,19 +51,29 @@ class TimeoutExpired(TimeoutError):
 
     def __init__(
         self,
-        seconds: float | None,
-        *,
+        seconds: float | str | None = _UNSET,
+        *args: object,
         elapsed: float = 0.0,
         name: str = "deadline()",
         stopped: bool = True,
         stack: StackSummary | None = None,
     ) -> None:
-        self.seconds = seconds
+        # "f()" names a call in the message; the attribute is the plain name.
+        self.name = name[:-2] if name.endswith("()") else name
         self.elapsed = elapsed
-        self.name = name
         self.stopped = stopped
         self.stack = stack
+        if seconds is _UNSET or isinstance(seconds, str):
+            # Built like any exception: TimeoutExpired() or TimeoutExpired("message").
+            self.seconds = None
+            plain = () if seconds is _UNSET else (seconds, *args)
+            super().__init__(*plain)
+            self.args = plain
+            return
+        self.seconds = seconds
         message = f"{name} exceeded its time limit of {_format_seconds(seconds)} seconds"
+        if seconds is not None and elapsed > seconds * 1.5 + 0.05:
+            message += f" (it ran for {elapsed:.3g} seconds)"
         if not stopped:
             message += " and could not be stopped: it is still running in the background"
         if stack:
@@ -72,7 +88,7 @@ class TimeoutExpired(TimeoutError):
         # pickling; always rebuild the public class (see _LateTimeoutExpired).
         return (
             _rebuild_timeout_expired,
-            (self.seconds, self.elapsed, self.name, self.stopped, self.stack),
+            (self.seconds, self.elapsed, self.name, self.stopped, self.stack, self.args),
         )
 
 
@@ -82,8 +98,12 @@ def _rebuild_timeout_expired(
     name: str,
     stopped: bool,
     stack: StackSummary | None = None,
+    args: tuple[Any, ...] | None = None,
 ) -> TimeoutExpired:
-    return TimeoutExpired(seconds, elapsed=elapsed, name=name, stopped=stopped, stack=stack)
+    rebuilt = TimeoutExpired(seconds, elapsed=elapsed, name=name, stopped=stopped, stack=stack)
+    if args is not None:  # the message as it was, "()" included
+        rebuilt.args = args
+    return rebuilt
 
 
 #: Where a thread was: ``(filename, lineno, function)`` per frame, innermost first.

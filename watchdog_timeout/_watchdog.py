@@ -135,10 +135,12 @@ class Watchdog(Deadline):
         Raises:
             LookupError: No watchdog watches this thread.
         """
-        state = existing_state()
-        for scope in reversed(state.scopes if state is not None else []):
-            if isinstance(scope, Watchdog) and scope._is_open():
-                return scope
+        link = existing_state()
+        while link is not None:  # in an @timeout worker, the caller's watchdogs too
+            for scope in reversed(link.scopes):
+                if isinstance(scope, Watchdog) and scope._is_open():
+                    return scope
+            link = link.parent
         raise LookupError("no Watchdog watches the current thread")
 
     def __call__(self, function: F) -> F:
