@@ -92,14 +92,8 @@ class TimeoutExpired(TimeoutError):
         )
 
 
-def _rebuild_timeout_expired(
-    seconds: float | None,
-    elapsed: float,
-    name: str,
-    stopped: bool,
-    stack: StackSummary | None = None,
-    args: tuple[Any, ...] | None = None,
-) -> TimeoutExpired:
+def _rebuild_timeout_expired(*fields: Any) -> TimeoutExpired:
+    seconds, elapsed, name, stopped, stack, args = (*fields, None, None)[:6]
     rebuilt = TimeoutExpired(seconds, elapsed=elapsed, name=name, stopped=stopped, stack=stack)
     if args is not None:  # the message as it was, "()" included
         rebuilt.args = args
