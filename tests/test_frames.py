@@ -30,6 +30,7 @@ from watchdog_timeout._frames import (
     LAZY,
     OUTSIDE,
     Marker,
+    Where,
     is_with_entry_at,
     landing,
     marker_at_enter,
@@ -104,7 +105,7 @@ class Probe:
             return resolve_marker(self.owner.f_code, self.lasti)
         return self.marker
 
-    def where(self) -> str:
+    def where(self) -> Where:
         """Where the owner frame is now (it is at the call of this method)."""
         return position(self.owner, self.resolved())
 
@@ -194,7 +195,7 @@ def test_position_inside_loops() -> None:
 
 
 def test_position_inside_a_callee_of_the_block() -> None:
-    def callee(probe: Probe) -> str:
+    def callee(probe: Probe) -> Where:
         return probe.where()
 
     with Probe() as probe:
@@ -278,7 +279,7 @@ def test_position_contextmanager_in_exit_stack() -> None:
     assert seen == [INSIDE, OUTSIDE]
 
 
-def _long_block_function(statements: int) -> Callable[[Probe], list[str]]:
+def _long_block_function(statements: int) -> Callable[[Probe], list[Where]]:
     lines = [
         "def long_block(probe):",
         "    x = 0",
@@ -291,7 +292,7 @@ def _long_block_function(statements: int) -> Callable[[Probe], list[str]]:
     ]
     namespace: dict[str, object] = {}
     exec(compile("\n".join(lines), "<long block>", "exec"), namespace)
-    return cast(Callable[[Probe], list[str]], namespace["long_block"])
+    return cast(Callable[[Probe], list[Where]], namespace["long_block"])
 
 
 @cpython_only
@@ -393,7 +394,7 @@ class _Layout:
         entries = dis.Bytecode(self.code).exception_entries  # type: ignore[attr-defined]
         self.covered = any(e.start <= self.back_edge < e.end for e in entries)
 
-    def position(self, offset: int) -> str:
+    def position(self, offset: int) -> Where:
         return position(_frame(self.code, offset), self.marker)
 
 
@@ -426,7 +427,7 @@ def test_position_agrees_with_where_cpython_raises() -> None:
     # Sample a thread looping directly in a block, send an exception while it is
     # paused, and see whether the block's __exit__ ran: INSIDE must mean it did, EDGE
     # that it did not (the exception escaped the block). Counted; must be zero.
-    mismatches: list[tuple[str, int, bool]] = []
+    mismatches: list[tuple[Where, int, bool]] = []
     for _ in range(10):
         probe = Probe()
         state = [True]
@@ -461,7 +462,7 @@ def test_position_agrees_with_where_cpython_raises() -> None:
     assert mismatches == [], "position() disagrees with CPython (where, f_lasti, __exit__ ran)"
 
 
-def _sample_and_send(thread: threading.Thread, probe: Probe) -> tuple[str, int]:
+def _sample_and_send(thread: threading.Thread, probe: Probe) -> tuple[Where, int]:
     assert send_async_exc is not None
     ident = thread.ident
     assert ident is not None

@@ -650,7 +650,7 @@ def test_the_monitor_thread_exits_when_idle_and_starts_again(
     monkeypatch.setattr(_monitor, "IDLE", 0.05)
     with deadline(0.01, suppress=True):
         spin(0.05)
-    monitor_threads()[0].join(2.0)  # the next wait runs out with nothing armed
+    monitor_threads()[0].join(5.0)  # its wait (begun with the old IDLE) runs out
     assert monitor_threads() == []
     with deadline(0.05, suppress=True) as scope:
         spin_forever()

@@ -11,11 +11,12 @@
 - ``async_raise`` and ``stop_thread``: raise an exception inside another thread.
 """
 
-from ._async_raise import ThreadOrIdent, async_raise
+from ._async_raise import ThreadOrIdent
 from ._decorator import SecondsOrFunction, timeout
 from ._errors import ProcessCrashed, TimeoutExpired
 from ._scope import Deadline, deadline, remaining
 from ._seconds import Seconds
+from ._sender import async_raise
 from ._shield import Shield, shield
 from ._threads import StoppableThread, stop_thread
 from ._watchdog import Watchdog

@@ -44,7 +44,6 @@ from typing import Callable, Union
 
 __all__ = (
     "ThreadOrIdent",
-    "async_raise",
     "can_clear",
     "clear_async_exc",
     "raise_in",
@@ -171,39 +170,3 @@ def _check_target(thread_or_ident: object) -> int:
     if ident == threading.get_ident():
         raise ValueError("cannot raise asynchronously in the current thread: use a raise statement")
     return ident
-
-
-def async_raise(thread_or_ident: ThreadOrIdent, exc_type: type[BaseException]) -> None:
-    """Raise ``exc_type`` inside another running thread.
-
-    The exception is raised the next time that thread runs Python bytecode. A
-    thread blocked in C code (``time.sleep``, a socket read, a lock) raises it
-    only when the C call returns; C code that never returns is never interrupted.
-
-    Example:
-        >>> async_raise(worker, SystemExit)  # doctest: +SKIP
-
-    Args:
-        thread_or_ident: The target, as a ``threading.Thread`` or its ``ident``.
-        exc_type: An exception class (not an instance).
-
-    Raises:
-        TypeError: ``exc_type`` is not an exception class, or the target is neither
-            a thread nor an ident.
-        ValueError: The target is the current thread, has not started, has
-            finished, or no thread has that ident.
-        SystemError: The interpreter reported more than one thread with the ident;
-            the exception was withdrawn.
-        RuntimeError: The interpreter cannot raise in another thread.
-    """
-    checked_type = _check_exc_type(exc_type)
-    ident = _check_target(thread_or_ident)
-    found = raise_in(ident, checked_type)
-    if found == 0:
-        raise ValueError(f"no running thread has the ident {ident}")
-    if found > 1:
-        clear_async_exc(ident)
-        raise SystemError(
-            f"PyThreadState_SetAsyncExc found {found} threads with the ident {ident}; "
-            "the exception was withdrawn"
-        )

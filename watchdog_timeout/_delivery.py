@@ -40,6 +40,7 @@ Solution:
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -48,24 +49,38 @@ import weakref
 from types import CodeType, FrameType
 from typing import Any, Callable, Protocol
 
-from . import _errors
-from ._async_raise import send_async_exc, withdraw_async_exc
+from . import _async_raise, _errors
+from ._async_raise import withdraw_async_exc
 from ._errors import _Interrupt, _LateTimeoutExpired
 from ._frames import (
     EDGE,
-    INSIDE,
     LAZY,
     OUTSIDE,
     Marker,
-    landing,
+    Where,
+    edge_is_the_only_check_point,
     may_be_exiting,
     position,
     resolve_marker,
 )
 from ._monitor import Alarm, monitor
 from ._seconds import clock
+from ._sender import (
+    DEFER,
+    DELIVER,
+    GONE,
+    PROTECTED,
+    Patience,
+    locate,
+    protect,
+    send_unmoved,
+    send_when_safe,
+)
 
 __all__ = (
+    "DEFER",
+    "DELIVER",
+    "GONE",
     "RESENT",
     "RETRY",
     "stack_of",
@@ -81,7 +96,7 @@ __all__ = (
     "is_generator",
     "expiring_scope",
     "filter_unraisable",
-    "interruptible",
+    "send_guarded",
     "resend_expiring",
     "state_of",
     "withdraw_pending",
@@ -99,6 +114,14 @@ POLL = 0.05
 #: seen at a call just past its block (about to run ``__exit__``, whose frame
 #: ``sys._current_frames()`` does not show yet) before deciding the block was left.
 PATIENCE = 20
+#: Runs of the main thread's signal handler at unsafe landing points before it
+#: raises anyway (about a millisecond apart; a loop of one call shows its back-edge
+#: to the handler seven times in eight on 3.13).
+HANDLER_PATIENCE = 200
+#: Wake-up signals to the main thread left unanswered (blocked) before a direct send.
+UNANSWERED = 2
+#: How soon to look again after a wake-up signal.
+WAKEUP_AGAIN = 0.02
 
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, ...
 
@@ -153,16 +176,23 @@ class ThreadState:
         "ident",
         "is_main",
         "late",
+        "native_id",
         "parent",
         "scopes",
         "sent",
         "shields",
+        "signalled_at",
         "thread",
+        "wakeups",
     )
 
     def __init__(self, thread: threading.Thread) -> None:
         self.thread = thread
         self.ident: int = threading.get_ident()
+        self.native_id: int | None = getattr(threading, "get_native_id", lambda: None)()
+        #: Wake-up signals sent since the main thread's handler last ran, and when.
+        self.wakeups = 0
+        self.signalled_at = -math.inf
         self.is_main = thread is threading.main_thread()
         self.scopes: list[Any] = []
         self.sent = False
@@ -242,17 +272,26 @@ def resend_expiring(state: ThreadState) -> None:
         scope._rearm(clock())
 
 
-def interruptible(ident: int) -> bool:
-    """Whether an exception from elsewhere may be sent to thread ``ident`` now.
+def send_guarded(
+    target: ThreadState | int,
+    exc_type: type[BaseException],
+    patience: Patience,
+    *,
+    boundary: FrameType | None = None,
+) -> Where:
+    """Send ``exc_type`` to a thread unless a shield holds it back (``_sender.send_when_safe``).
 
-    Not while it runs our bookkeeping, nor inside ``shield()``. Hold the GIL (and
-    the monitor's lock, to be sure a shield is not entered meanwhile).
+    Hold the monitor's lock (no shield begins meanwhile). DELIVER when sent.
     """
-    top = sys._current_frames().get(ident)
-    if top is None or top.f_code in PROTECTED:
-        return False
-    state = _states.get(ident)
-    return state is None or live_shield(state, top) is None
+    state = _states.get(target) if isinstance(target, int) else target
+    ident = target if isinstance(target, int) else target.ident
+    if state is not None:
+        top = sys._current_frames().get(ident)
+        if top is None:
+            return GONE
+        if live_shield(state, top) is not None:
+            return DEFER
+    return send_when_safe(ident, exc_type, patience, boundary=boundary)
 
 
 def _alive(construct: Any, top: FrameType) -> bool:
@@ -302,61 +341,12 @@ def held_back(leaf: ThreadState, scope: Scope, top: FrameType) -> bool:
         return True
 
 
-#: Code objects of our bookkeeping: an interrupt is never sent while one is running.
-PROTECTED: set[CodeType] = set()
-
-
-def protect(*functions: Callable[..., Any]) -> None:
-    """Register functions whose code an interrupt must not be sent into."""
-    for function in functions:
-        PROTECTED.add(function.__code__)
-
-
 def marker_of(scope: Any) -> Marker:
     """The block marker of a scope or shield, resolved on first use."""
     marker: Marker = scope._marker
     if marker == LAZY and scope._owner is not None:
         marker = scope._marker = resolve_marker(scope._owner.f_code, scope._lasti)
     return marker
-
-
-# What a look at a thread's stack says about a scope (EDGE, OUTSIDE: see _frames).
-DELIVER, DEFER, GONE = "deliver", "defer", "gone"
-
-
-def locate(
-    top: FrameType,
-    boundary: FrameType | None,
-    marker: Marker,
-    ours: bool,
-    *,
-    protected: bool = True,
-    after_pause: bool = False,
-) -> str:
-    """Where the thread whose innermost frame is ``top`` is, relative to a block.
-
-    ``boundary`` is the frame that runs the block (``ours``: a frame of our own
-    worker, which the interrupt must not land in). Returns DEFER while our
-    bookkeeping runs above the boundary (unless ``protected`` is False), EDGE or
-    OUTSIDE when the boundary frame is at a loop's uncovered back-edge or has left
-    the block, GONE when it is not on the stack. ``after_pause``: judge where an
-    asynchronous exception sent now would land (``_frames.landing``), rather than
-    where the thread is.
-    """
-    frame: FrameType | None = top
-    while frame is not None:
-        if frame is boundary:
-            if frame is top and protected and (ours or frame.f_code in PROTECTED):
-                return DEFER
-            where = landing(top, boundary, marker, ours) if after_pause else position(frame, marker)
-            return DELIVER if where is INSIDE else where
-        if protected and frame.f_code in PROTECTED:
-            return DEFER
-        frame = frame.f_back
-    if boundary is None:  # the block is not known from frames: anywhere but our code
-        where = landing(top, None, marker, ours) if after_pause else INSIDE
-        return DELIVER if where is INSIDE else where
-    return GONE
 
 
 def stack_of(scope: Scope, limit: int = 8) -> tuple[tuple[str, int, str], ...] | None:
@@ -384,31 +374,12 @@ def stack_of_thread(ident: int, limit: int = 8) -> tuple[tuple[str, int, str], .
     return tuple(stack)
 
 
-def _patiently(scope: Scope, where: str, boundary: FrameType | None) -> str:
-    """Turn a passing EDGE, or OUTSIDE at a call, into DEFER, up to PATIENCE times."""
-    if where is EDGE:
-        rare = scope._rarely()
-        rare.edges += 1
-        if rare.edges <= PATIENCE:
-            return DEFER
-    elif where is OUTSIDE and boundary is not None and may_be_exiting(boundary):
-        rare = scope._rarely()
-        rare.exits += 1
-        if rare.exits <= PATIENCE:
-            return DEFER
-    return where
-
-
 def _gone_delay(boundary: FrameType | None) -> float | None:
     # A suspended generator comes back; any other frame that left the stack is done.
     return POLL if boundary is not None and is_generator(boundary.f_code) else None
 
 
-def deliver(
-    scope: Scope,
-    now: float,
-    send: Callable[[int, type[BaseException]], int] | None = send_async_exc,
-) -> float | None:
+def deliver(scope: Scope, now: float) -> float | None:
     """Interrupt the code that runs ``scope``'s block; hold the monitor's lock.
 
     Returns the delay until the next attempt, or None when the scope can never be
@@ -417,8 +388,8 @@ def deliver(
     Raises:
         RuntimeError: The interpreter cannot raise in another thread.
     """
-    if send is None:
-        raise RuntimeError("this interpreter cannot raise an exception in another thread")
+    if _async_raise.send_async_exc is None:
+        raise RuntimeError(_async_raise._unsupported)
     filter_unraisable()
     state = scope._thread
     owner = scope._owner
@@ -432,26 +403,41 @@ def deliver(
     if held_back(leaf, scope, top):
         return REINJECT  # the shield's exit asks again at once
     if leaf is state:
-        if leaf.is_main and _wakeup_ready():
-            # The handler decides in the main thread itself; see _on_wakeup_signal.
+        if leaf.is_main and _wakeup_ready() and leaf.wakeups < UNANSWERED:
+            # The handler decides in the main thread itself (see _on_wakeup_signal);
+            # unanswered twice (the signal is blocked), the direct send below.
+            if leaf.wakeups == 0 and now < leaf.signalled_at + REINJECT:
+                return leaf.signalled_at + REINJECT - now  # answered: level-triggered
+            leaf.wakeups += 1
+            leaf.signalled_at = now
             signal.pthread_kill(leaf.ident, _wakeup_signal)
-            return REINJECT
+            return WAKEUP_AGAIN
         boundary, marker, ours = owner, marker_of(scope), False
     else:
         assert leaf.boundary is not None
         boundary, marker, ours = leaf.boundary, None, True
     lasti = top.f_lasti
-    where = _patiently(scope, locate(top, boundary, marker, ours, after_pause=True), boundary)
+    where = locate(top, boundary, marker, ours, after_pause=True)
     if where is EDGE:
-        where = DELIVER  # a loop with no other check point: the hook repairs the exit
+        # Only unsafe landing points: wait for the target to reach a safe one, as
+        # long as it makes progress (see _sender.Patience); then send anyway (the
+        # delivery hook repairs the scope's exit if it is skipped).
+        rare = scope._rarely()
+        if rare.patience is None:
+            rare.patience = Patience(leaf.native_id)
+        where = DELIVER if rare.patience.exhausted(top) else DEFER
+    elif where is OUTSIDE and boundary is not None and may_be_exiting(boundary):
+        rare = scope._rarely()
+        rare.exits += 1  # maybe on its way into __exit__, whose frame is not shown yet
+        if rare.exits <= PATIENCE:
+            where = DEFER
     if where is DELIVER:
-        # Look again right before sending: the target moves only if this thread
-        # lost the GIL while it looked, and then the look is stale. No check
-        # point lies between this comparison and the C call.
-        if sys._current_frames().get(leaf.ident) is not top or top.f_lasti != lasti:
-            return RETRY
-        send(leaf.ident, _Interrupt)
+        if send_unmoved(leaf.ident, top, lasti, _Interrupt) is None:
+            return RETRY  # it moved while we looked
         leaf.sent = True
+        patience = scope._rarely().patience
+        if patience is not None:
+            patience.reset()
         return REINJECT
     if where is DEFER:
         return RETRY
@@ -472,9 +458,9 @@ def _expiring_scopes(state: ThreadState) -> list[Scope]:
     ]
 
 
-def _expiring(state: ThreadState, top: FrameType, protected: bool) -> list[tuple[Scope, str]]:
+def _expiring(state: ThreadState, top: FrameType, protected: bool) -> list[tuple[Scope, Where]]:
     """The expiring scopes limiting ``state``'s thread, outermost first, with where each is."""
-    found: list[tuple[Scope, str]] = []
+    found: list[tuple[Scope, Where]] = []
     for scope in _expiring_scopes(state):
         if scope._thread is not state:  # a caller's scope: this worker runs its call
             assert state.boundary is not None
@@ -600,10 +586,11 @@ def _send_again(exc: _Interrupt) -> None:
 class _LateResender(Alarm):
     """Sends an interrupt to a thread until its pending late TimeoutExpired is raised."""
 
-    __slots__ = ("state",)
+    __slots__ = ("patience", "state")
 
     def __init__(self, state: ThreadState) -> None:
         self.state = state
+        self.patience = Patience(state.native_id)
 
     @property
     def owner_ident(self) -> int:
@@ -614,9 +601,8 @@ class _LateResender(Alarm):
         state = self.state
         if state.late is None or not state.thread.is_alive():
             return  # raised, or handed to the scope's exit
-        if send_async_exc is not None and interruptible(state.ident):
-            send_async_exc(state.ident, _Interrupt)  # the delivery hook swaps in state.late
-            state.sent = True
+        if send_guarded(state, _Interrupt, self.patience) is DELIVER:
+            state.sent = True  # the delivery hook swaps in state.late
         monitor.schedule(now + REINJECT, self)
 
 
@@ -658,16 +644,27 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
     state = _main_state
     if state is None or frame is None:
         return
+    state.wakeups = 0
     for scope, seen in _expiring(state, frame, protected=True):
+        where = seen
         if held_back(state, scope, frame):
             continue  # the shield's exit delivers it
-        where = _patiently(scope, seen, scope._owner)
         if where is EDGE:
-            # A loop with no other check point: raising here skips __exit__.
-            raise scope._exit_late(None)
+            rare = scope._rarely()
+            rare.edges += 1  # each run of the handler: the thread has moved on
+            futile = edge_is_the_only_check_point(frame.f_code, frame.f_lasti)
+            if rare.edges <= HANDLER_PATIENCE and not futile:
+                where = DEFER
+            elif frame is scope._owner:
+                # The block's own loop has no other check point: raising here skips
+                # __exit__, so finish the scope here.
+                raise scope._exit_late(None)
+            else:
+                where = DELIVER  # a callee's loop: its handler is skipped (CPython bug)
         if where is DELIVER:
             raise _Interrupt(scope=scope)
         if where is DEFER:
+            state.signalled_at = -math.inf  # answered, but signal again at once
             _retry_soon(scope)
             return
         if where is OUTSIDE or (where is GONE and _gone_delay(scope._owner) is None):
@@ -701,6 +698,7 @@ def _after_fork_in_child() -> None:
     _states.clear()
     if state is not None:
         state.ident = threading.get_ident()
+        state.native_id = threading.get_native_id()
         state.is_main = state.thread is threading.main_thread()
         state.delegate = None
         state.parent = None
@@ -728,7 +726,6 @@ protect(
     _UnraisableFilter.__call__,
     _send_again,
     _unwinding_into,
-    _patiently,
     _retry_soon,
     _without_waiting,
     _on_wakeup_signal,

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dis
+import enum
 import sys
 import warnings
 from collections.abc import Mapping
@@ -51,7 +52,9 @@ __all__ = (
     "LAZY",
     "OUTSIDE",
     "Marker",
+    "Where",
     "edge_escapes",
+    "edge_is_the_only_check_point",
     "is_with_entry",
     "marker_at_enter",
     "may_be_exiting",
@@ -61,8 +64,24 @@ __all__ = (
     "with_frame",
 )
 
-#: Where a frame is relative to a block (see ``position``).
-INSIDE, EDGE, OUTSIDE = "inside", "edge", "outside"
+
+class Where(enum.Enum):
+    """What a look at a thread says: where it is relative to a block, and what to do.
+
+    INSIDE, EDGE and OUTSIDE: where a frame is relative to a block (``position``,
+    ``landing``); DELIVER, DEFER and GONE: what the sender makes of a whole stack
+    (``_sender.locate``).
+    """
+
+    INSIDE = "inside"
+    EDGE = "edge"
+    OUTSIDE = "outside"
+    DELIVER = "deliver"
+    DEFER = "defer"
+    GONE = "gone"
+
+
+INSIDE, EDGE, OUTSIDE = Where.INSIDE, Where.EDGE, Where.OUTSIDE
 
 _EXCEPTION_TABLE = sys.version_info >= (3, 11)
 _BLOCK_STACK = sys.implementation.name == "cpython" and sys.version_info < (3, 11)
@@ -361,9 +380,13 @@ if _BLOCK_STACK:
         handlers = _open_handlers(frame)
         return handlers[-1] if handlers else None
 
-    def position(frame: FrameType, marker: Marker) -> str:
+    def position(frame: FrameType, marker: Marker) -> Where:
         """Whether ``frame`` is INSIDE the block identified by ``marker``, or OUTSIDE."""
         return INSIDE if marker is None or marker in _open_handlers(frame) else OUTSIDE
+
+    def edge_escapes(code: CodeType, offset: int) -> bool:
+        """Whether an exception raised at ``offset`` skips a handler (never: block stacks)."""
+        return False
 
 elif _EXCEPTION_TABLE:
 
@@ -387,7 +410,7 @@ elif _EXCEPTION_TABLE:
     # jumps, at the jump itself, which the table can miss.
     _CHECKS_AFTER_JUMPING = sys.version_info < (3, 13)
 
-    def _position_at(code: CodeType, offset: int, marker: Marker) -> str:
+    def _position_at(code: CodeType, offset: int, marker: Marker) -> Where:
         if marker is None:
             return INSIDE
         table = _parse_exception_table(code)
@@ -400,7 +423,7 @@ elif _EXCEPTION_TABLE:
             return EDGE
         return OUTSIDE
 
-    def position(frame: FrameType, marker: Marker) -> str:
+    def position(frame: FrameType, marker: Marker) -> Where:
         """Whether ``frame`` is INSIDE the block identified by ``marker``, OUTSIDE it,
         or at an EDGE: a loop's back-edge that the block's exception range misses."""
         return _position_at(frame.f_code, frame.f_lasti, marker)
@@ -429,9 +452,31 @@ else:
         """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
         return None
 
-    def position(frame: FrameType, marker: Marker) -> str:
+    def position(frame: FrameType, marker: Marker) -> Where:
         """Whether ``frame`` is INSIDE the block identified by ``marker`` (always, here)."""
         return INSIDE
+
+
+_hopeless: dict[tuple[CodeType, int], bool] = {}
+
+
+def edge_is_the_only_check_point(code: CodeType, offset: int) -> bool:
+    """Whether the loop whose back-edge is at ``offset`` has no other check point.
+
+    Then waiting for a safer landing point is futile: the interrupt can only land
+    on the back-edge (``while n: n -= 1``).
+    """
+    key = (code, offset)
+    found = _hopeless.get(key)
+    if found is None:
+        target = _back_jumps_of(code).get(offset)
+        found = target is not None and not any(
+            target <= instruction.offset < offset
+            and (instruction.opname.startswith("CALL") or "JUMP_BACKWARD" in instruction.opname)
+            for instruction in dis.get_instructions(code)
+        )
+        _hopeless[key] = found
+    return found
 
 
 # --- 3.13+: where a pending interrupt lands after a pause --------------------
@@ -491,7 +536,9 @@ def _next_check_points(code: CodeType, paused: int) -> tuple[tuple[int, ...], bo
     return found
 
 
-def landing(top: FrameType, boundary: FrameType | None, marker: Marker, ours: bool = False) -> str:
+def landing(
+    top: FrameType, boundary: FrameType | None, marker: Marker, ours: bool = False
+) -> Where:
     """Where an interrupt sent now, to a thread paused in ``top``, will land.
 
     INSIDE when every next landing point lies in the block of ``boundary`` and none

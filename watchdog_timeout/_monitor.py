@@ -145,6 +145,9 @@ class Monitor:
 
     def next_when(self) -> float:
         """The time of the earliest entry, dead ones included, or ``inf``. Hold ``lock``."""
+        if self._dead and self._dead == len(self._heap):
+            self._heap.clear()  # all disarmed: nothing to wake up for
+            self._dead = 0
         return self._heap[0][_WHEN] if self._heap else math.inf
 
     def __len__(self) -> int:

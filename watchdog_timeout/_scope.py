@@ -50,6 +50,7 @@ from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired, describe_s
 from ._frames import Marker, marker_at_enter, with_frame
 from ._monitor import Alarm, Entry, logger, monitor
 from ._seconds import Seconds, check_seconds, clock
+from ._sender import Patience
 
 __all__ = ("Deadline", "deadline", "remaining")
 
@@ -103,12 +104,23 @@ def _insert_into_context(exc: BaseException, expired: TimeoutExpired) -> None:
 class _Rare:
     """The fields few scopes need: kept apart, so that armed scopes stay small."""
 
-    __slots__ = ("edges", "exits", "on_expire_due", "renew", "report_only", "stack", "waiting")
+    __slots__ = (
+        "edges",
+        "exits",
+        "on_expire_due",
+        "patience",
+        "renew",
+        "report_only",
+        "stack",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         #: How often delivery waited for a loop's back-edge, or for an exit (_delivery).
         self.edges = 0
         self.exits = 0
+        #: How long delivery waits for a safe landing point (see _sender.Patience).
+        self.patience: Patience | None = None
         #: on_expire is to be called at the next expiry.
         self.on_expire_due = False
         #: The entry that sends the interrupt if on_expire has not returned in time.

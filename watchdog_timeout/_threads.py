@@ -21,10 +21,11 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from ._async_raise import _check_exc_type, async_raise
-from ._delivery import REINJECT, interruptible
+from ._async_raise import _check_exc_type
+from ._delivery import REINJECT, RETRY, send_guarded
 from ._monitor import monitor
 from ._seconds import check_seconds, clock
+from ._sender import DELIVER, GONE, Patience, async_raise
 
 __all__ = ("StoppableThread", "stop_thread")
 
@@ -143,14 +144,15 @@ class StoppableThread(threading.Thread):
         self.stop()
         self.join(checked_grace)
         give_up = None if checked_timeout is None else clock() + checked_timeout
+        patience = Patience(self.native_id)
         while self.is_alive():
             with monitor.lock:  # no shield can begin while we look and send
-                if interruptible(self.ident):
-                    try:
-                        async_raise(self, checked_type)
-                    except ValueError:  # it ended meanwhile
-                        break
-            wait = REINJECT if give_up is None else min(REINJECT, give_up - clock())
+                where = send_guarded(self.ident, checked_type, patience)
+            if where is GONE:
+                break
+            # Level-triggered; sooner while it waits for a safe landing point.
+            again = REINJECT if where is DELIVER else RETRY
+            wait = again if give_up is None else min(again, give_up - clock())
             if wait <= 0:
                 break
             self.join(wait)

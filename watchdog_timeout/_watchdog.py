@@ -33,20 +33,22 @@ import inspect
 import threading
 from typing import Any, Callable, TypeVar
 
-from ._async_raise import send_async_exc
+from ._async_raise import clear_async_exc
 from ._delivery import (
     REINJECT,
     RESENT,
+    RETRY,
     existing_state,
     filter_unraisable,
-    interruptible,
     protect,
+    send_guarded,
     stack_of_thread,
 )
 from ._errors import TimeoutExpired
 from ._monitor import Alarm, monitor
 from ._scope import _ACTIVE, _CREATED, _EXPIRING, _FINISHED, PASS_THROUGH, Deadline
 from ._seconds import Seconds, check_seconds, clock
+from ._sender import DELIVER, Patience
 
 __all__ = ("Watchdog",)
 
@@ -192,6 +194,10 @@ class Watchdog(Deadline):
             if watch is None:
                 raise RuntimeError("Watchdog.stop() without start()")
             watch.stopped = True
+            if watch.pending:
+                # Sent an instant ago and not raised yet: it must not land after stop().
+                clear_async_exc(watch.ident)
+                watch.pending = False
             if watch.entry is not None:
                 monitor.cancel(watch.entry)
                 watch.entry = None
@@ -203,7 +209,7 @@ class Watchdog(Deadline):
 class _ThreadWatch(Alarm):
     """The monitor's entry for a watchdog started on a thread."""
 
-    __slots__ = ("dog", "entry", "expired", "ident", "stopped", "thread")
+    __slots__ = ("dog", "entry", "expired", "ident", "patience", "pending", "stopped", "thread")
 
     def __init__(self, dog: Watchdog, thread: threading.Thread) -> None:
         self.dog = dog
@@ -211,6 +217,9 @@ class _ThreadWatch(Alarm):
         self.ident: int = thread.ident  # type: ignore[assignment]
         self.entry: list[Any] | None = None
         self.stopped = False
+        self.patience = Patience(thread.native_id)
+        #: A TimeoutExpired was sent and has not been raised yet.
+        self.pending = False
         #: on_expire has run for the current expiry (the interrupt is sent again
         #: every REINJECT until a kick; on_expire runs once).
         self.expired = False
@@ -246,17 +255,18 @@ class _ThreadWatch(Alarm):
             if self.stopped:
                 return
             now = clock()
+            later = REINJECT if dog._interrupt else dog._period
             if (
                 dog._interrupt
                 and dog._renewed_until() <= now
                 and self.thread.is_alive()  # its ident could be another thread's now
-                and interruptible(self.ident)
             ):
                 _sending[self.ident] = dog
                 filter_unraisable()
-                if send_async_exc is not None:
-                    send_async_exc(self.ident, _WatchdogTimeoutExpired)
-            later = REINJECT if dog._interrupt else dog._period
+                if send_guarded(self.ident, _WatchdogTimeoutExpired, self.patience) is DELIVER:
+                    self.pending = True
+                else:
+                    later = RETRY  # our code or an unsafe landing point: look again soon
             self.entry = monitor.schedule(max(now + later, dog._renewed_until()), self)
 
 
@@ -265,6 +275,8 @@ class _WatchdogTimeoutExpired(TimeoutExpired):
 
     def __init__(self, *args: object) -> None:
         dog = _sending.get(threading.get_ident())
+        if dog is not None and dog._watch is not None:
+            dog._watch.pending = False  # raised now: nothing left to withdraw
         if dog is None:
             super().__init__(None, name="watchdog")
         else:

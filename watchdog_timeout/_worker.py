@@ -39,22 +39,22 @@ import threading
 from types import FrameType
 from typing import Any, Callable
 
-from ._async_raise import send_async_exc
 from ._delivery import (
     DELIVER,
     REINJECT,
+    RETRY,
     ThreadState,
     current_state,
     expiring_scope,
-    live_shield,
-    locate,
     protect,
+    send_guarded,
     withdraw_pending,
 )
 from ._errors import _Interrupt
 from ._monitor import Alarm, logger, monitor
 from ._scope import Deadline
 from ._seconds import clock
+from ._sender import Patience
 
 __all__ = ("IDLE_TIMEOUT", "abandoned_workers", "run_in_worker")
 
@@ -248,27 +248,22 @@ def _log_late(name: str, ok: bool, value: object) -> None:
 class _Reinjector(Alarm):
     """Keeps interrupting an abandoned worker until its call ends."""
 
-    __slots__ = ("boundary", "worker")
+    __slots__ = ("boundary", "patience", "worker")
 
     def __init__(self, worker: _Worker, boundary: FrameType) -> None:
         self.worker = worker
         self.boundary = boundary
+        self.patience = Patience(worker.state.native_id if worker.state else None)
 
     def alarm(self, now: float) -> None:
         worker = self.worker
         state = worker.state
-        if worker.call is None or state is None or send_async_exc is None:
+        if worker.call is None or state is None:
             return  # the call has ended
-        top = sys._current_frames().get(state.ident)
-        if (
-            top is not None
-            and live_shield(state, top) is None
-            and locate(top, self.boundary, None, True) is DELIVER
-        ):
-            send_async_exc(state.ident, _Interrupt)
+        where = send_guarded(state, _Interrupt, self.patience, boundary=self.boundary)
+        if where is DELIVER:
             state.sent = True
-        monitor.schedule(now + REINJECT, self)
-        return
+        monitor.schedule(now + (REINJECT if where is DELIVER else RETRY), self)
 
 
 # --- the caller's side ------------------------------------------------------------

@@ -1,0 +1,149 @@
+"""The one guarded sender: never into a back-edge that skips a handler, in any frame.
+
+On CPython 3.13 an exception raised at the back-edge of a loop written directly in a
+``try`` escapes its ``except``/``finally`` (python/cpython#130279); 3.11/3.12 do the
+same for a one-line ``while 1: pass`` (#108214). Every exception this library sends
+(a deadline's interrupt in any thread, ``async_raise``, ``kill()``) waits for a safe
+landing point, so that the user's own cleanup runs. The counts must be zero.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Callable
+
+import pytest
+from helpers import run_in_thread
+
+from watchdog_timeout import (
+    StoppableThread,
+    TimeoutExpired,
+    Watchdog,
+    async_raise,
+    deadline,
+    timeout,
+)
+
+TRIALS = 25
+
+
+def _busy_holding(lock: threading.Lock, seconds: float = 5.0) -> None:
+    lock.acquire()
+    try:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:  # one call, then the back-edge: 3.13's bad case
+            pass
+    finally:
+        lock.release()
+
+
+def _locks_left_held(limited: Callable[[threading.Lock], None]) -> int:
+    held = 0
+    for _ in range(TRIALS):
+        lock = threading.Lock()
+        try:
+            limited(lock)
+        except TimeoutExpired:
+            pass
+        if lock.acquire(timeout=1.0):  # a worker may still be unwinding
+            lock.release()
+        else:
+            held += 1
+    return held
+
+
+def test_a_timed_out_functions_own_finally_runs_under_timeout() -> None:
+    assert _locks_left_held(timeout(0.03)(_busy_holding)) == 0
+
+
+def test_a_timed_out_functions_own_finally_runs_under_deadline_in_the_main_thread() -> None:
+    def limited(lock: threading.Lock) -> None:
+        with deadline(0.03):
+            _busy_holding(lock)
+
+    assert _locks_left_held(limited) == 0
+
+
+def test_a_timed_out_functions_own_finally_runs_under_deadline_in_another_thread() -> None:
+    def limited(lock: threading.Lock) -> None:
+        with deadline(0.03):
+            _busy_holding(lock)
+
+    assert run_in_thread(lambda: _locks_left_held(limited), timeout=120) == 0
+
+
+class _Stop(BaseException):
+    pass
+
+
+def _caught_by_the_targets_handler(send: Callable[[StoppableThread], object]) -> int:
+    caught = 0
+    for _ in range(TRIALS):
+        record: list[BaseException] = []
+
+        def target(record: list[BaseException] = record) -> None:
+            try:
+                end = time.monotonic() + 5
+                while time.monotonic() < end:
+                    pass
+            except BaseException as exc:
+                record.append(exc)
+
+        thread = StoppableThread(target=target)
+        thread.start()
+        time.sleep(0.01)
+        send(thread)
+        thread.join(10)
+        caught += len(record)
+    return caught
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_async_raise_is_caught_by_the_handler_around_a_busy_loop() -> None:
+    assert _caught_by_the_targets_handler(lambda t: async_raise(t, _Stop)) == TRIALS
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_kill_is_caught_by_the_handler_around_a_busy_loop() -> None:
+    assert _caught_by_the_targets_handler(lambda t: t.kill(_Stop, grace=0)) == TRIALS
+
+
+def test_a_blocked_main_thread_signal_mask_falls_back_to_the_direct_send() -> None:
+    # A daemon that blocks every signal in the main thread (the sigwait pattern).
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        start = time.monotonic()
+        with pytest.raises(TimeoutExpired), deadline(0.2):
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                pass
+        assert time.monotonic() - start < 1.5
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def test_nothing_lands_after_a_started_watchdog_is_stopped() -> None:
+    def cycles() -> int:
+        landed_after_stop = 0
+        for _ in range(150):
+            stopped = False
+            dog = Watchdog(0.003).start()
+            try:
+                end = time.monotonic() + 0.004
+                while time.monotonic() < end:
+                    pass
+                dog.stop()
+                stopped = True
+                end = time.monotonic() + 0.01
+                while time.monotonic() < end:
+                    pass
+            except TimeoutExpired:
+                if stopped:
+                    landed_after_stop += 1
+                else:
+                    dog.stop()
+        return landed_after_stop
+
+    assert run_in_thread(cycles, timeout=120) == 0
