@@ -114,6 +114,9 @@ POLL = 0.05
 #: seen at a call just past its block (about to run ``__exit__``, whose frame
 #: ``sys._current_frames()`` does not show yet) before deciding the block was left.
 PATIENCE = 20
+#: Look again at once (the monitor yields the GIL first): the target pauses where
+#: it next notices the monitor's request, which is what the next look needs.
+LOOK_AGAIN = 0.0
 #: Runs of the main thread's signal handler at unsafe landing points before it
 #: raises anyway (about a millisecond apart; a loop of one call shows its back-edge
 #: to the handler seven times in eight on 3.13).
@@ -425,7 +428,9 @@ def deliver(scope: Scope, now: float) -> float | None:
         rare = scope._rarely()
         if rare.patience is None:
             rare.patience = Patience(leaf.native_id)
-        where = DELIVER if rare.patience.exhausted(top) else DEFER
+        if not rare.patience.exhausted(top):
+            return LOOK_AGAIN  # after the target has run a little: see Monitor._wait
+        where = DELIVER
     elif where is OUTSIDE and boundary is not None and may_be_exiting(boundary):
         rare = scope._rarely()
         rare.exits += 1  # maybe on its way into __exit__, whose frame is not shown yet

@@ -43,6 +43,7 @@ import math
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable, Protocol
 
 from ._seconds import clock as _default_clock
@@ -217,6 +218,7 @@ class Monitor:
         else:
             delay = when - self.clock()
             if delay <= 0:
+                time.sleep(0)  # due now: let the other threads run first (a look again)
                 return True
             woken = self._wake.acquire(timeout=min(delay, threading.TIMEOUT_MAX))
         if woken:
