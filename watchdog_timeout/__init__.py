@@ -14,7 +14,7 @@
 from ._async_raise import ThreadOrIdent
 from ._decorator import SecondsOrFunction, timeout
 from ._errors import ProcessCrashed, TimeoutExpired
-from ._scope import Deadline, deadline, remaining
+from ._scope import Deadline, deadline, deadline_at, remaining
 from ._seconds import Seconds
 from ._sender import async_raise
 from ._shield import Shield, shield
@@ -37,6 +37,7 @@ __all__ = (
     "abandoned_workers",
     "async_raise",
     "deadline",
+    "deadline_at",
     "remaining",
     "shield",
     "stop_thread",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 import wrapt
 
 from ._errors import TimeoutExpired, _Interrupt
-from ._scope import Deadline
+from ._scope import Deadline, check_callback, check_exception_class
 from ._seconds import Seconds, check_seconds
 from ._worker import run_in_worker
 
@@ -60,6 +60,7 @@ def timeout(
     label: str | None = None,
     start_method: str | None = None,
     on_expire: Callable[[], object] | None = None,
+    exception: type[BaseException] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Limit every call of the decorated function to ``seconds``.
 
@@ -99,6 +100,9 @@ def timeout(
             interrupted, as ``deadline(on_expire=...)``: for unblocking a C call
             (``sock.close``, ``conn.interrupt``). A child process is killed
             instead, so ``"process"`` does not take it.
+        exception: An exception class raised instead of TimeoutExpired (as
+            timeout-decorator's ``timeout_exception``), with the same message and
+            ``from`` the TimeoutExpired, whose fields stay reachable.
 
     Returns:
         A decorator; the decorated function keeps its name, docstring and
@@ -131,8 +135,8 @@ def timeout(
         raise ValueError(f"`isolation` must be 'thread', 'inline' or 'process', got {isolation!r}")
     if label is not None and not isinstance(label, str):
         raise TypeError(f"`label` must be a string or None, got {label!r}")
-    if on_expire is not None and not callable(on_expire):
-        raise TypeError(f"`on_expire` must be callable or None, got {on_expire!r}")
+    check_callback(on_expire)
+    chosen = check_exception_class(exception)
     if on_expire is not None and isolation == "process":
         raise ValueError(
             "`on_expire` does not apply to isolation='process': the child is killed at "
@@ -176,8 +180,11 @@ def timeout(
                 )
 
             def call_async(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return _limit_coroutine(
-                    wrapped(*args, **kwargs), seconds_for(instance, args, kwargs), name
+                return _chosen(
+                    chosen,
+                    _limit_coroutine(
+                        wrapped(*args, **kwargs), seconds_for(instance, args, kwargs), name
+                    ),
                 )
 
             return wrapt.FunctionWrapper(function, call_async)
@@ -186,7 +193,9 @@ def timeout(
             from ._process import call_in_process  # noqa: PLC0415 (multiprocessing: only when used)
 
             def call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-                return call_in_process(
+                return _raising(
+                    chosen,
+                    call_in_process,
                     wrapped,
                     args,
                     kwargs,
@@ -206,6 +215,7 @@ def timeout(
                     seconds_for(instance, args, kwargs),
                     name,
                     on_expire=on_expire,
+                    exception=chosen,
                 )
 
         else:
@@ -220,6 +230,7 @@ def timeout(
                     name=name,
                     thread_name=thread_name,
                     on_expire=on_expire,
+                    exception=chosen,
                 )
 
         return wrapt.FunctionWrapper(function, call)
@@ -235,15 +246,38 @@ def _inline(
     name: str,
     *,
     on_expire: Callable[[], object] | None = None,
+    exception: type[BaseException] | None = None,
 ) -> Any:
-    scope = Deadline(seconds, label=name, on_expire=on_expire)
+    scope = Deadline(seconds, label=name, on_expire=on_expire, exception=exception)
     try:
         with scope:
             return function(*args, **kwargs)
     except _Interrupt as exc:
         if exc.scope is scope:  # it escaped the with statement (see _frames)
-            raise scope._timeout_expired() from exc
+            scope._raise_expired(exc)
         raise
+
+
+def _raising(
+    chosen: type[BaseException] | None, call: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """``call(*args, **kwargs)``, its own TimeoutExpired raised as ``chosen`` (if any)."""
+    if chosen is None:
+        return call(*args, **kwargs)
+    try:
+        return call(*args, **kwargs)
+    except TimeoutExpired as expired:
+        raise chosen(str(expired)) from expired
+
+
+async def _chosen(chosen: type[BaseException] | None, awaitable: Any) -> Any:
+    """Await ``awaitable``, its own TimeoutExpired raised as ``chosen`` (if any)."""
+    try:
+        return await awaitable
+    except TimeoutExpired as expired:
+        if chosen is None:
+            raise
+        raise chosen(str(expired)) from expired
 
 
 async def _limit_coroutine(coroutine: Any, seconds: float | None, name: str) -> Any:

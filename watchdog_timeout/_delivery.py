@@ -139,6 +139,7 @@ class Scope(Protocol):
 
     _thread: ThreadState | None
     _owner: FrameType | None
+    _rare: Any
     _lasti: int
     _marker: Marker
 
@@ -184,7 +185,6 @@ class ThreadState:
         "scopes",
         "sent",
         "shields",
-        "signalled_at",
         "thread",
         "wakeups",
     )
@@ -193,9 +193,8 @@ class ThreadState:
         self.thread = thread
         self.ident: int = threading.get_ident()
         self.native_id: int | None = getattr(threading, "get_native_id", lambda: None)()
-        #: Wake-up signals sent since the main thread's handler last ran, and when.
+        #: Wake-up signals sent since the main thread's handler last ran.
         self.wakeups = 0
-        self.signalled_at = -math.inf
         self.is_main = thread is threading.main_thread()
         self.scopes: list[Any] = []
         self.sent = False
@@ -409,10 +408,10 @@ def deliver(scope: Scope, now: float) -> float | None:
         if leaf.is_main and _wakeup_ready() and leaf.wakeups < UNANSWERED:
             # The handler decides in the main thread itself (see _on_wakeup_signal);
             # unanswered twice (the signal is blocked), the direct send below.
-            if leaf.wakeups == 0 and now < leaf.signalled_at + REINJECT:
-                return leaf.signalled_at + REINJECT - now  # answered: level-triggered
+            raised_at = scope._rare.raised_at if scope._rare is not None else -math.inf
+            if leaf.wakeups == 0 and now < raised_at + REINJECT:
+                return raised_at + REINJECT - now  # raised: again once REINJECT has passed
             leaf.wakeups += 1
-            leaf.signalled_at = now
             signal.pthread_kill(leaf.ident, _wakeup_signal)
             return WAKEUP_AGAIN
         boundary, marker, ours = owner, marker_of(scope), False
@@ -667,9 +666,9 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
             else:
                 where = DELIVER  # a callee's loop: its handler is skipped (CPython bug)
         if where is DELIVER:
+            scope._rarely().raised_at = clock()
             raise _Interrupt(scope=scope)
         if where is DEFER:
-            state.signalled_at = -math.inf  # answered, but signal again at once
             _retry_soon(scope)
             return
         if where is OUTSIDE or (where is GONE and _gone_delay(scope._owner) is None):

@@ -31,6 +31,7 @@ first and mark the state last, and roll back what they did if interrupted.
 from __future__ import annotations
 
 import enum
+import math
 import sys
 from types import CodeType, FrameType, TracebackType
 from typing import Callable
@@ -49,10 +50,10 @@ from ._delivery import (
 from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired, describe_stack
 from ._frames import Marker, marker_at_enter, with_frame
 from ._monitor import Alarm, Entry, logger, monitor
-from ._seconds import Seconds, check_seconds, clock
+from ._seconds import Seconds, check_seconds, check_when, clock
 from ._sender import Patience
 
-__all__ = ("Deadline", "deadline", "remaining")
+__all__ = ("Deadline", "deadline", "deadline_at", "remaining")
 
 #: How soon after ``on_expire`` returns the interrupt follows, in a thread other
 #: than the main one: time for a call that ``on_expire`` unblocked to return.
@@ -66,10 +67,11 @@ class _State(enum.Enum):
     ACTIVE = "active"
     EXPIRING = "expiring"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
     FINISHED = "finished"
 
 
-_CREATED, _ACTIVE, _EXPIRING, _EXPIRED, _FINISHED = _State
+_CREATED, _ACTIVE, _EXPIRING, _EXPIRED, _CANCELLED, _FINISHED = _State
 
 
 #: Code of our own that enters a scope on its caller's behalf (Watchdog.__enter__).
@@ -105,10 +107,15 @@ class _Rare:
     """The fields few scopes need: kept apart, so that armed scopes stay small."""
 
     __slots__ = (
+        "at",
+        "cancel_requested",
+        "cancelled",
         "edges",
+        "exception",
         "exits",
         "on_expire_due",
         "patience",
+        "raised_at",
         "renew",
         "report_only",
         "stack",
@@ -116,6 +123,15 @@ class _Rare:
     )
 
     def __init__(self) -> None:
+        #: deadline_at(): the deadline on the monotonic clock, fixed before entering.
+        self.at: float | None = None
+        #: When the main thread's signal handler last raised the interrupt.
+        self.raised_at = -math.inf
+        #: cancel() was called before the block began / has taken effect.
+        self.cancel_requested = False
+        self.cancelled = False
+        #: The class raised instead of TimeoutExpired (``exception=``).
+        self.exception: type[BaseException] | None = None
         #: How often delivery waited for a loop's back-edge, or for an exit (_delivery).
         self.edges = 0
         self.exits = 0
@@ -166,6 +182,7 @@ class Deadline(Alarm):
         suppress: bool = False,
         label: str | None = None,
         on_expire: Callable[[], object] | None = None,
+        exception: type[BaseException] | None = None,
     ) -> None:
         self._seconds = seconds
         self._when: float | None = None
@@ -187,6 +204,8 @@ class Deadline(Alarm):
         self._rare: _Rare | None = None
         if on_expire is not None:
             self._rarely().on_expire_due = True
+        if exception is not None:
+            self._rarely().exception = exception
 
     # --- public view --------------------------------------------------------
 
@@ -204,6 +223,11 @@ class Deadline(Alarm):
     def expired(self) -> bool:
         """Whether the block was ended by this deadline (TimeoutExpired raised or suppressed)."""
         return self._state is _EXPIRED
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` took effect (before the block ended)."""
+        return self._rare is not None and self._rare.cancelled
 
     @property
     def remaining(self) -> float | None:
@@ -251,7 +275,13 @@ class Deadline(Alarm):
             self._lasti = owner.f_lasti
             self._marker = marker_at_enter(owner)
         now = clock()
-        if self._seconds is not None:
+        at = self._rare.at if self._rare is not None else None
+        if at is not None:  # deadline_at(): the limit is what is left of it now
+            self._when = at
+            self._seconds = max(0.0, at - now)
+            if at < now:
+                self._started = now
+        elif self._seconds is not None:
             self._when = now + self._seconds
         else:
             self._started = now
@@ -264,6 +294,8 @@ class Deadline(Alarm):
                     scopes.pop()  # left behind by an exit that an exception cut short
                 scopes.append(self)
                 self._state = _ACTIVE
+                if self._rare is not None and self._rare.cancel_requested:
+                    self._cancel_locked()  # cancelled before it began: ends at once
         except BaseException:
             self._discard()
             self._state = _CREATED
@@ -297,11 +329,16 @@ class Deadline(Alarm):
             tagged = exc.scope
             if tagged is not self:
                 if isinstance(tagged, Deadline) and tagged._died_inside(self._thread):
-                    raise tagged._timeout_expired(stopped=getattr(exc, "stopped", True)) from exc
+                    if tagged.cancelled:
+                        return True  # its block, inside this one, ended: quietly
+                    tagged._raise_expired(exc, stopped=getattr(exc, "stopped", True))
                 return False  # an outer scope's (or another thread's) interrupt
             if before is _EXPIRING:
                 return self._expire_with(exc)
             return False
+        if self.cancelled:
+            self._state = _CANCELLED
+            return False  # ended before the cancellation landed, or with its own error
         on_expire_ran = self._on_expire is not None and not self._rarely().on_expire_due
         if exc is None:
             # Ended before the interrupt landed: no timeout, unless on_expire acted
@@ -316,11 +353,28 @@ class Deadline(Alarm):
         return False
 
     def _expire_with(self, cause: BaseException | None) -> bool:
-        """End the block as expired: TimeoutExpired from ``cause``, or nothing if suppressed."""
+        """End the block as expired: TimeoutExpired from ``cause``, or nothing if suppressed.
+
+        A cancelled scope ends quietly.
+        """
+        if self.cancelled:
+            self._state = _CANCELLED
+            return True
         self._state = _EXPIRED
         if self.suppress:
             return True
-        raise self._timeout_expired(stopped=getattr(cause, "stopped", True)) from cause
+        self._raise_expired(cause, stopped=getattr(cause, "stopped", True))
+        return False  # not reached
+
+    def _raise_expired(self, cause: BaseException | None, stopped: bool = True) -> None:
+        """Raise TimeoutExpired from ``cause``, or the chosen ``exception=`` from it."""
+        expired = self._timeout_expired(stopped)
+        chosen = self._rare.exception if self._rare is not None else None
+        if chosen is None:
+            raise expired from cause
+        expired.__cause__ = cause
+        expired.__suppress_context__ = True
+        raise chosen(str(expired)) from expired
 
     # --- bookkeeping (monitor.lock held unless said otherwise) -----------------
 
@@ -399,11 +453,11 @@ class Deadline(Alarm):
 
     def _died_inside(self, state: ThreadState | None) -> bool:
         """Whether this scope was skipped by its own interrupt inside ``state``'s thread."""
-        if self._thread is not state or self._state is _EXPIRED:
+        if self._thread is not state or self._state is _EXPIRED or self._state is _CANCELLED:
             return False
         if state is not None and self in state.scopes:
             return False  # still open: an outer scope of the one exiting
-        self._state = _EXPIRED
+        self._state = _CANCELLED if self.cancelled else _EXPIRED
         return True
 
     def _rearm(self, when: float) -> None:
@@ -443,7 +497,7 @@ class Deadline(Alarm):
     def alarm(self, now: float) -> Callable[[], None] | None:
         """Called by the monitor, with its lock held, when the entry's time comes."""
         self._entry = None
-        if self._state is _FINISHED or self._state is _EXPIRED:
+        if self._state is _FINISHED or self._state is _EXPIRED or self._state is _CANCELLED:
             if self._thread is not None and self in self._thread.scopes:
                 self._thread.scopes.remove(self)  # an exit cut short by an exception
             return None
@@ -579,6 +633,28 @@ class Deadline(Alarm):
             stack=self._rare.stack if self._rare is not None else None,
         )
 
+    def cancel(self) -> None:
+        """Interrupt the block now and end it quietly at its scope; from any thread.
+
+        The interrupt follows the same rules as an expiry (never into this library's
+        own bookkeeping, again every 50 ms while the block runs); where the block ends,
+        no exception leaves the ``with`` and :attr:`cancelled` is True. Called before
+        the block begins, the block ends as soon as it begins; after it ended, or
+        twice, nothing happens (trio's ``CancelScope.cancel()``).
+        """
+        with monitor.lock:
+            if self._state is _CREATED:
+                self._rarely().cancel_requested = True
+            elif self._state is _ACTIVE:
+                self._cancel_locked()
+
+    def _cancel_locked(self) -> None:
+        rare = self._rarely()
+        rare.cancelled = True
+        rare.on_expire_due = False
+        self._state = _EXPIRING
+        self._rearm(clock())
+
     def _expire_now(self) -> None:
         """Send the interrupt now, as if the time were up (a caller's Ctrl-C)."""
         with monitor.lock:
@@ -630,6 +706,7 @@ def deadline(
     suppress: bool = False,
     label: str | None = None,
     on_expire: Callable[[], object] | None = None,
+    exception: type[BaseException] | None = None,
 ) -> Deadline:
     """Interrupt the current thread if the ``with`` block takes longer than ``seconds``.
 
@@ -659,10 +736,15 @@ def deadline(
         suppress: End the block quietly on expiry instead of raising; then
             ``scope.expired`` tells.
         label: A name for the block, used in TimeoutExpired.
-        on_expire: Called once, without arguments, in the monitor thread when the
-            time is up, before the interrupt is sent; for unblocking C calls
+        on_expire: Called once, without arguments, in a thread of its own when the
+            time is up, before the interrupt is sent (which follows when it returns,
+            or a second later); for unblocking C calls
             (``conn.interrupt`` for sqlite3, ``sock.close``, ``proc.kill``). If
-            the block then ends with an exception, TimeoutExpired is raised from it.
+            the block then fails with its own error, that error goes on, with a
+            TimeoutExpired in its context chain (as under ``asyncio.timeout``).
+        exception: An exception class raised instead of TimeoutExpired, with the
+            same message and ``from`` the TimeoutExpired (whose fields stay
+            reachable as ``__cause__``).
 
     Returns:
         The :class:`Deadline`, for ``with ... as scope``.
@@ -672,9 +754,82 @@ def deadline(
             ``on_expire`` is not callable.
         ValueError: ``seconds`` is negative or NaN.
     """
+    check_callback(on_expire)
+    return Deadline(
+        check_seconds(seconds),
+        suppress=suppress,
+        label=label,
+        on_expire=on_expire,
+        exception=check_exception_class(exception),
+    )
+
+
+def deadline_at(
+    when: Seconds,
+    *,
+    suppress: bool = False,
+    label: str | None = None,
+    on_expire: Callable[[], object] | None = None,
+    exception: type[BaseException] | None = None,
+) -> Deadline:
+    """As :func:`deadline`, with an absolute deadline on the ``time.monotonic()`` clock.
+
+    For one deadline shared by several steps (asyncio's ``timeout_at``, trio's
+    ``fail_at``): ``scope.when`` is ``when``; ``scope.seconds`` is what was left of
+    it when the block began (0 if it had passed: the block is then interrupted at
+    once).
+
+    Example:
+        >>> end = time.monotonic() + 5.0  # doctest: +SKIP
+        >>> with deadline_at(end):  # doctest: +SKIP
+        ...     step_one()
+        >>> with deadline_at(end):  # doctest: +SKIP
+        ...     step_two()  # the time step_one() left
+
+    Args:
+        when: A time on the ``time.monotonic()`` clock; None or ``inf``: no limit.
+        suppress: As for :func:`deadline`.
+        label: As for :func:`deadline`.
+        on_expire: As for :func:`deadline`.
+        exception: As for :func:`deadline`.
+
+    Returns:
+        The :class:`Deadline`, for ``with ... as scope``.
+
+    Raises:
+        TypeError: ``when`` is not a number, ``on_expire`` is not callable, or
+            ``exception`` is not an exception class.
+        ValueError: ``when`` is NaN.
+    """
+    check_callback(on_expire)
+    scope = Deadline(
+        None,
+        suppress=suppress,
+        label=label,
+        on_expire=on_expire,
+        exception=check_exception_class(exception),
+    )
+    at = check_when(when)
+    if at is not None:
+        scope._rarely().at = at
+        scope._seconds = max(0.0, at - clock())  # for repr and remaining before entering
+    return scope
+
+
+def check_callback(on_expire: object) -> None:
+    """Refuse an ``on_expire`` that is not callable, naming it."""
     if on_expire is not None and not callable(on_expire):
         raise TypeError(f"`on_expire` must be callable or None, got {on_expire!r}")
-    return Deadline(check_seconds(seconds), suppress=suppress, label=label, on_expire=on_expire)
+
+
+def check_exception_class(exception: object) -> type[BaseException] | None:
+    """Return ``exception`` if it is an exception class (or None); else TypeError naming it."""
+    if exception is None or (isinstance(exception, type) and issubclass(exception, BaseException)):
+        return exception
+    hint = (
+        f": pass {type(exception).__name__} itself" if isinstance(exception, BaseException) else ""
+    )
+    raise TypeError(f"`exception` must be an exception class, got {exception!r}{hint}")
 
 
 def remaining() -> float | None:

@@ -8,7 +8,7 @@ import numbers
 import time
 from typing import Callable, Union
 
-__all__ = ("Seconds", "check_seconds", "clock")
+__all__ = ("Seconds", "check_seconds", "check_when", "clock")
 
 #: What a duration parameter accepts: a real number of seconds, or None for no limit.
 Seconds = Union[float, int, decimal.Decimal, None]
@@ -46,3 +46,30 @@ def check_seconds(value: object, name: str = "seconds") -> float | None:
     if math.isnan(seconds):
         raise ValueError(f"`{name}` must be a number of seconds, not NaN, got {value!r}")
     raise ValueError(f"`{name}` must be non-negative, got {value!r}")
+
+
+def check_when(value: object, name: str = "when") -> float | None:
+    """Return ``value`` as a time on the monotonic clock, or None for "no limit".
+
+    None and ``inf`` mean no limit; any other real number is a time, past ones too.
+
+    Raises:
+        TypeError: ``value`` is not a real number (``bool`` and ``str`` included).
+        ValueError: ``value`` is NaN or ``-inf``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+        raise TypeError(
+            f"`{name}` must be a time on the time.monotonic() clock or None, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    try:
+        when = float(value)
+    except OverflowError:
+        when = math.inf if value > 0 else -math.inf  # type: ignore[operator]
+    except ValueError:  # Decimal('sNaN')
+        when = math.nan
+    if math.isnan(when) or when == -math.inf:
+        raise ValueError(f"`{name}` must be a time on the time.monotonic() clock, got {value!r}")
+    return None if when == math.inf else when

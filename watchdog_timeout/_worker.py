@@ -334,6 +334,7 @@ def run_in_worker(
     name: str,
     thread_name: str,
     on_expire: Callable[[], object] | None = None,
+    exception: type[BaseException] | None = None,
 ) -> Any:
     """Call ``function(*args, **kwargs)`` in a worker thread, limited to ``seconds``.
 
@@ -344,7 +345,7 @@ def run_in_worker(
     caller = current_state()
     call = _Call(function, args, kwargs, caller)
     worker = _take(thread_name)
-    scope = Deadline(seconds, label=name, on_expire=on_expire)
+    scope = Deadline(seconds, label=name, on_expire=on_expire, exception=exception)
     with scope:
         worker.hand(call)
         try:
