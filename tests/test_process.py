@@ -384,16 +384,32 @@ def test_call_in_process_reports_a_segfault_as_a_crash(dispatched: list[int]) ->
     with pytest.raises(ProcessCrashed) as caught:
         call(targets.segfault)
     assert not isinstance(caught.value, TimeoutError)
-    assert caught.value.signal == signal.SIGSEGV
+    assert caught.value.signal == "SIGSEGV"
+    assert caught.value.exitcode == -signal.SIGSEGV
+    assert caught.value.pid == dispatched[-1]
     assert "SIGSEGV" in str(caught.value)
     assert wait_gone(dispatched[-1])
 
 
-def test_call_in_process_reports_an_exit_code_as_a_crash() -> None:
+def test_call_in_process_reports_a_kill_from_elsewhere(dispatched: list[int]) -> None:
+    def kill_it(child: int) -> None:
+        dispatched.append(child)
+        threading.Timer(0.1, os.kill, (child, signal.SIGKILL)).start()
+
+    _process._dispatch_hook = kill_it  # the fixture puts the original back
+    with pytest.raises(ProcessCrashed) as caught:
+        call(targets.wait_forever)
+    crashed = caught.value
+    assert (crashed.pid, crashed.exitcode, crashed.signal) == (dispatched[-1], -9, "SIGKILL")
+    assert f"process {dispatched[-1]} running wait_forever() was killed by SIGKILL" in str(crashed)
+
+
+def test_call_in_process_reports_an_exit_code_as_a_crash(dispatched: list[int]) -> None:
     with pytest.raises(ProcessCrashed) as caught:
         call(targets.exit_hard, 3)
-    assert caught.value.exitcode == 3
-    assert caught.value.signal is None
+    crashed = caught.value
+    assert (crashed.pid, crashed.exitcode, crashed.signal) == (dispatched[-1], 3, None)
+    assert "exited with code 3" in str(crashed)
 
 
 @pytest.mark.usefixtures("fresh_pools")

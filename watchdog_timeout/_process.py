@@ -257,9 +257,7 @@ def _died(worker: _Worker, grace: float, name: str) -> BaseException:
         return exiting
     if code is None:
         return RuntimeError(f"lost contact with the process running {name}")
-    if code < 0:
-        return ProcessCrashed(name, signal=-code)
-    return ProcessCrashed(name, exitcode=code)
+    return ProcessCrashed(name, exitcode=code, pid=worker.pid)
 
 
 def _notify(worker: _Worker) -> None:
