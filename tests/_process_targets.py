@@ -68,6 +68,18 @@ def raise_value_error(message: str) -> None:
     raise ValueError(message)
 
 
+def raise_through(message: str) -> None:
+    raise_value_error(message)
+
+
+def raise_chained() -> None:
+    empty: dict[str, int] = {}
+    try:
+        empty["missing"]
+    except KeyError as exc:
+        raise ValueError("wrapped") from exc
+
+
 class NeedsTwoArguments(Exception):
     """An exception that pickles but cannot be rebuilt from its args."""
 

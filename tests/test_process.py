@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 import types
 import warnings
 from collections.abc import Iterator
@@ -164,21 +165,56 @@ def test_call_in_process_rejects_an_unknown_start_method() -> None:
 # --- what cannot travel ---------------------------------------------------------------
 
 
-def test_call_in_process_refuses_a_lambda_before_starting_anything(dispatched: list[int]) -> None:
-    with pytest.raises(TypeError, match=r"it is a lambda.*start_method='fork'"):
-        call(lambda: 1)
-    assert dispatched == []
+def _by_value_callables() -> dict[str, Callable[[int], int]]:
+    """A lambda, a closure and a local class's method: none can be found by name."""
+    base = 40
+
+    def closure(n: int) -> int:
+        return base + n
+
+    class Local:
+        def __init__(self, start: int) -> None:
+            self.start = start
+
+        def add(self, n: int) -> int:
+            return self.start + n
+
+    return {"lambda": lambda n: base + n, "closure": closure, "method": Local(base).add}
 
 
-def test_call_in_process_refuses_a_closure() -> None:
-    def local() -> int:
-        return 1
+@pytest.mark.parametrize("kind", ["lambda", "closure", "method"])
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_call_in_process_runs_what_cannot_be_found_by_name(kind: str, start_method: str) -> None:
+    function = _by_value_callables()[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        assert call(function, 2, start_method=start_method) == 42
 
-    with pytest.raises(TypeError, match="defined inside another function"):
-        call(local)
+
+def test_call_in_process_sends_local_classes_in_arguments() -> None:
+    class Point:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    assert call(targets.echo, Point(3)).x == 3
 
 
-def test_call_in_process_refuses_an_interactive_main(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_call_in_process_names_what_a_closure_cannot_take_along(dispatched: list[int]) -> None:
+    lock = threading.Lock()
+
+    def uses_a_lock() -> bool:
+        return lock.locked()
+
+    with pytest.raises(TypeError, match=r"the variable `lock` that uses_a_lock\(\) closes over"):
+        call(uses_a_lock)
+    with pytest.raises(TypeError, match=r"function <lambda>\(\) itself.*_thread\.lock"):
+        call_in_process(lambda held=lock: held, (), {}, seconds=1.0, grace=1.0, name="<lambda>()")
+    assert dispatched == []  # refused before any child was used
+
+
+def test_call_in_process_runs_a_function_of_an_interactive_main(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
     def typed_at_the_prompt() -> int:
@@ -186,8 +222,43 @@ def test_call_in_process_refuses_an_interactive_main(monkeypatch: pytest.MonkeyP
 
     typed_at_the_prompt.__module__ = "__main__"
     typed_at_the_prompt.__qualname__ = "typed_at_the_prompt"
-    with pytest.raises(TypeError, match="interactive session"):
-        call(typed_at_the_prompt)
+    assert call(typed_at_the_prompt) == 1
+
+
+_IMPORTS_SCRIPT = """
+import sys
+import watchdog_timeout
+
+def loaded():
+    return [name for name in ("multiprocessing", "cloudpickle") if name in sys.modules]
+
+if __name__ == "__main__":
+    print(loaded())
+    from watchdog_timeout._process import call_in_process
+    print(call_in_process(sys.getrecursionlimit, (), {}, seconds=5, grace=1, name="f()") > 0)
+    print(loaded())
+    base = 1
+    print(call_in_process(lambda: base + 1, (), {}, seconds=5, grace=1, name="f()"))
+    print(loaded())
+"""
+
+
+def test_call_in_process_imports_cloudpickle_only_for_what_travels_by_value(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "imports.py"
+    script.write_text(_IMPORTS_SCRIPT)
+    finished = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split("\n")[:5] == [
+        "[]",  # import watchdog_timeout: neither
+        "True",
+        "['multiprocessing']",  # a function found by reference: plain pickle
+        "2",
+        "['multiprocessing', 'cloudpickle']",
+    ]
 
 
 def test_call_in_process_names_an_unpicklable_argument(dispatched: list[int]) -> None:
@@ -208,13 +279,37 @@ def test_call_in_process_names_an_unpicklable_result_and_keeps_the_child() -> No
 # --- exceptions --------------------------------------------------------------------
 
 
-def test_call_in_process_reraises_with_the_child_traceback() -> None:
+def test_call_in_process_reraises_with_the_function_frames() -> None:
     with pytest.raises(ValueError, match="boom") as caught:
-        call(targets.raise_value_error, "boom")
+        call(targets.raise_through, "boom")
+    error = caught.value
+    assert error.__cause__ is None  # nothing chained in the child: the frames say it all
+    frames = traceback.extract_tb(error.__traceback__)
+    assert [frame.name for frame in frames[-2:]] == ["raise_through", "raise_value_error"]
+    assert frames[-1].filename == targets.__file__
+    assert frames[-1].line == "raise ValueError(message)"
+    assert frames[-2].line == "raise_value_error(message)"
+    assert frames[0].name == test_call_in_process_reraises_with_the_function_frames.__name__
+    # The stand-in frames look like the function's to tools that read frames.
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb is not None
+    assert tb.tb_frame.f_code.co_name == "raise_value_error"
+    assert tb.tb_frame.f_lineno == frames[-1].lineno
+    assert tb.tb_frame.f_globals["__name__"] == "_process_targets"
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    assert "in raise_value_error\n    raise ValueError(message)\n" in text
+
+
+def test_call_in_process_keeps_the_child_chain_as_text() -> None:
+    with pytest.raises(ValueError, match="wrapped") as caught:
+        call(targets.raise_chained)
     cause = caught.value.__cause__
     assert isinstance(cause, _process_child._ChildTraceback)
-    assert "in raise_value_error" in cause.text
-    assert "raise ValueError(message)" in cause.text
+    assert "KeyError: 'missing'" in cause.text
+    assert 'raise ValueError("wrapped") from exc' in cause.text
+    assert traceback.extract_tb(caught.value.__traceback__)[-1].name == "raise_chained"
 
 
 @pytest.mark.parametrize(

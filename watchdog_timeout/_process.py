@@ -65,7 +65,7 @@ from ._process_tree import wait_dead
 from ._scope import remaining
 from ._seconds import clock
 
-__all__ = ("DEFAULT_START_METHOD", "call_in_process")
+__all__ = ("DEFAULT_START_METHOD", "call_in_process", "check_start_method")
 
 R = TypeVar("R")
 
@@ -122,7 +122,7 @@ def call_in_process(
         BaseException: Whatever the function raised, with the child's traceback
             as ``__cause__``.
     """
-    method = _check_start_method(start_method)
+    method = check_start_method(start_method)
     if method == "fork":
         return _call_forked(function, args, kwargs, seconds=seconds, grace=grace, name=name)
     payload = pack_call(function, args, kwargs, name, method)
@@ -145,7 +145,8 @@ def call_in_process(
     raise RuntimeError(f"no child process would take {name} after {_ATTEMPTS} attempts")
 
 
-def _check_start_method(start_method: str | None) -> str:
+def check_start_method(start_method: str | None) -> str:
+    """The start method to use for ``start_method``; ValueError if unknown or unavailable."""
     available = multiprocessing.get_all_start_methods()
     if start_method is None:
         return DEFAULT_START_METHOD if DEFAULT_START_METHOD in available else "spawn"

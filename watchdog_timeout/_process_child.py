@@ -30,12 +30,19 @@ Solution:
 - Calls travel as ``(module, qualname, co_name, co_firstlineno)``: the child
   follows the qualified name and then ``__wrapped__``/``__func__`` until it
   reaches the function whose code starts there (pebble's trampoline, without
-  registering anything). What cannot be found that way (lambdas, closures, an
-  interactive ``__main__``) is refused before any child is used. Arguments are
-  pickled in the caller first, and the culprit is named if that fails.
-- Results and exceptions come back pickled; the child's traceback comes as text
-  and is attached as ``__cause__`` (a ``_ChildTraceback``), on every version, as
-  ``concurrent.futures`` does. An exception that cannot travel becomes a
+  registering anything). What cannot be found that way (lambdas, closures,
+  methods of local classes, an interactive ``__main__``) travels by value with
+  cloudpickle, the serializer of loky, joblib, dask and ray, as do arguments and
+  results that plain pickle refuses (instances of local classes). cloudpickle is
+  imported only then: a module-level function with plain arguments never pays
+  for it. The call is pickled in the caller first, before any child is used,
+  and what cannot be pickled even by value is named: an argument, or a variable
+  a closure takes along.
+- Results and exceptions come back pickled. An exception comes with its
+  frames, rebuilt in the caller after the caller's own (``_process_traceback``);
+  if it was chained in the child, the child's whole traceback comes as text too
+  and is attached as ``__cause__`` (a ``_ChildTraceback``, as
+  ``concurrent.futures`` does). An exception that cannot travel becomes a
   ``RuntimeError`` that names its type and message.
 - A pooled child says READY once started, then answers each call; with no call
   for ``idle_timeout`` it says BYE and exits (a call sent to it at that moment
@@ -63,6 +70,7 @@ from typing import Any, Callable
 
 from . import _delivery
 from ._errors import TimeoutExpired, _Interrupt
+from ._process_traceback import frames_of, rebuild
 
 __all__ = (
     "BYE",
@@ -109,35 +117,50 @@ def pack_call(
 ) -> bytes:
     """The call pickled for the child: ``(target, args, kwargs)``.
 
+    Plain pickle when the child can find the function by reference and the
+    arguments pickle; otherwise cloudpickle, which ships lambdas, closures and
+    local classes by value.
+
     Raises:
-        TypeError: The child could not find ``function``, or something cannot be
-            pickled; the message names it and says why.
+        TypeError: Something cannot be pickled even by value; the message names
+            it and says why.
     """
-    target = _target_of(function, name, method)
+    target, problem = _target_of(function)
+    call = (target, args, kwargs)
+    if problem is None:
+        try:
+            return pickle.dumps(call, protocol=_PROTOCOL)
+        except Exception:
+            pass  # an argument defined in a function, say: by value below
     try:
-        return pickle.dumps((target, args, kwargs), protocol=_PROTOCOL)
+        cloudpickle = _cloudpickle()
+    except ImportError as exc:
+        why = problem or "an argument cannot be pickled by reference"
+        raise TypeError(
+            f"{name} cannot run in a child process started by {method!r}: {why}, and "
+            "cloudpickle, which would send it by value, cannot be imported "
+            f"({exc}). Install cloudpickle, or pass start_method='fork'"
+        ) from exc
+    try:
+        return cloudpickle.dumps(call, protocol=_PROTOCOL)  # type: ignore[no-any-return]
     except Exception as exc:
-        raise _unpicklable(function, target, args, kwargs, name=name, error=exc) from exc
+        raise _unpicklable(function, *call, name=name, dumps=cloudpickle.dumps, error=exc) from exc
 
 
-def _target_of(function: Callable[..., Any], name: str, method: str) -> Target:
-    """How the child will find ``function``: by reference where it can be, else by value."""
+def _target_of(function: Callable[..., Any]) -> tuple[Target, str | None]:
+    """How the child will find ``function``, and why not by reference (None if it can)."""
     bound_to: Any = None
     func: Any = function
     if isinstance(function, types.MethodType):
         bound_to, func = function.__self__, function.__func__
     if type(func) is not types.FunctionType:
-        return ("value", function)  # builtins, partials, callable objects: pickled
-    code = func.__code__
-    ref = ("ref", func.__module__, func.__qualname__, code.co_name, code.co_firstlineno)
+        return ("value", function), None  # builtins, partials, callable objects
     problem = _unreachable(func)
     if problem is not None:
-        raise TypeError(
-            f"{name} cannot run in a child process started by {method!r}: {problem}. "
-            "Define it at module level (a decorated function is found through its "
-            "module and __wrapped__), or pass start_method='fork'"
-        )
-    return ref if bound_to is None else ("method", bound_to, ref)
+        return ("value", function), problem
+    code = func.__code__
+    ref = ("ref", func.__module__, func.__qualname__, code.co_name, code.co_firstlineno)
+    return (ref if bound_to is None else ("method", bound_to, ref)), None
 
 
 def _unreachable(func: types.FunctionType) -> str | None:
@@ -199,31 +222,54 @@ def _unpicklable(
     kwargs: dict[str, Any],
     *,
     name: str,
+    dumps: Callable[[Any], bytes],
     error: Exception,
 ) -> TypeError:
     """A TypeError that names what cannot be pickled and why."""
-    names = _parameter_names(function)
     suspects: list[tuple[str, object]] = []
-    if target[0] == "value":
-        suspects.append(("the callable itself", target[1]))
-    elif target[0] == "method":
-        suspects.append(("the object the method is bound to", target[1]))
+    if target[0] == "method":
+        suspects.append((f"the object {name} is bound to", target[1]))
+    elif target[0] == "value":
+        suspects.extend(_captured(function, name))
+        suspects.append((f"the function {name} itself", function))
+    names = _parameter_names(function)
     for index, value in enumerate(args):
-        label = f"`{names[index]}`" if index < len(names) else f"#{index + 1}"
-        suspects.append((f"argument {label}", value))
-    suspects.extend((f"argument `{key}`", value) for key, value in kwargs.items())
+        which = f"`{names[index]}`" if index < len(names) else f"#{index + 1}"
+        suspects.append((f"argument {which} of {name}", value))
+    suspects.extend((f"argument `{key}` of {name}", value) for key, value in kwargs.items())
     for label, value in suspects:
         try:
-            pickle.dumps(value, protocol=_PROTOCOL)
+            dumps(value)
         except Exception as exc:
             return TypeError(
-                f"cannot send {label} of {name} to the child process: {_describe(value)} "
+                f"cannot send {label} to the child process: {_describe(value)} "
                 f"cannot be pickled ({type(exc).__name__}: {exc}); pass something "
                 "picklable, or create it inside the function"
             )
     return TypeError(
         f"cannot send the call {name} to the child process: {type(error).__name__}: {error}"
     )
+
+
+def _captured(function: Callable[..., Any], name: str) -> list[tuple[str, object]]:
+    """What a function sent by value takes along: its object, closure and globals."""
+    func = getattr(function, "__func__", function)
+    if type(func) is not types.FunctionType:
+        return []
+    found: list[tuple[str, object]] = []
+    if isinstance(function, types.MethodType):
+        found.append((f"the object {name} is bound to", function.__self__))
+    for variable, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+        with contextlib.suppress(ValueError):  # an empty cell
+            found.append((f"the variable `{variable}` that {name} closes over", cell.cell_contents))
+    for variable in func.__code__.co_names:
+        value = func.__globals__.get(variable, _MISSING)
+        if value is not _MISSING and not isinstance(value, types.ModuleType):
+            found.append((f"the global `{variable}` that {name} uses", value))
+    return found
+
+
+_MISSING = object()
 
 
 def _parameter_names(function: Callable[..., Any]) -> list[str]:
@@ -261,22 +307,27 @@ def unpack_reply(message: bytes, name: str) -> Any:
         raise TypeError(
             f"{name} could not be set up in the child process: {reply[1]}"
         ) from _ChildTraceback(reply[2])
-    _kind, data, type_name, text, tb, why = reply
+    _kind, data, type_name, text, tb_text, frames, chained, why = reply
     error: BaseException | None = None
     if data is not None:
         try:
             error = pickle.loads(data)
         except Exception as exc:
             why = f"it cannot be rebuilt in this process: {type(exc).__name__}: {exc}"
+    cause: BaseException | None = None
     if not isinstance(error, BaseException):
         error = RuntimeError(
             f"{name} raised {type_name}: {text} (the exception itself could not be "
             f"sent back from the child process: {why})"
         )
+        cause = _ChildTraceback(tb_text)
+    elif chained:
+        cause = _ChildTraceback(tb_text)  # the child's chain: only its text travels
     try:
-        raise error from _ChildTraceback(tb)
+        # The function's own frames follow ours, as if the call had been made here.
+        raise error.with_traceback(rebuild(frames)) from cause
     finally:
-        del error
+        del error, cause
 
 
 # --- the child's side ------------------------------------------------------------
@@ -359,7 +410,7 @@ def _call_and_pack(function: Callable[..., Any], args: Any, kwargs: Any) -> byte
     finally:
         del args, kwargs
     try:
-        return pickle.dumps(("ok", result), protocol=_PROTOCOL)
+        return _dumps(("ok", result))
     except Exception as exc:
         what = f"{_describe(result)}, which cannot be pickled ({type(exc).__name__}: {exc})"
         return pickle.dumps(("unsendable", what), protocol=_PROTOCOL)
@@ -378,10 +429,34 @@ def _pack_exception(exc: BaseException) -> bytes:
     data: bytes | None
     why = ""
     try:
-        data = pickle.dumps(exc, protocol=_PROTOCOL)
+        data = _dumps(exc)
     except Exception as error:
         data, why = None, f"{type(error).__name__}: {error}"
-    return pickle.dumps(("raised", data, type_name, text, _format(exc), why), protocol=_PROTOCOL)
+    chained = exc.__cause__ is not None or (
+        exc.__context__ is not None and not exc.__suppress_context__
+    )
+    frames = frames_of(exc, __file__)
+    reply = ("raised", data, type_name, text, _format(exc), frames, chained, why)
+    return pickle.dumps(reply, protocol=_PROTOCOL)
+
+
+def _dumps(value: object) -> bytes:
+    """``value`` pickled; by value with cloudpickle if plain pickle refuses it."""
+    try:
+        return pickle.dumps(value, protocol=_PROTOCOL)
+    except Exception as error:
+        try:
+            cloudpickle = _cloudpickle()
+        except ImportError:
+            raise error from None
+        return cloudpickle.dumps(value, protocol=_PROTOCOL)  # type: ignore[no-any-return]
+
+
+def _cloudpickle() -> Any:
+    """cloudpickle, imported only for what cannot travel by reference (import cost)."""
+    import cloudpickle  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return cloudpickle
 
 
 def _format(exc: BaseException) -> str:
