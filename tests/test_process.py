@@ -420,6 +420,37 @@ def test_call_in_process_kills_grandchildren_that_left_the_group(
     assert wait_gone(read_pid(pid_file), zombie_ok=True)
 
 
+@pytest.mark.parametrize("start_method", ["forkserver", "fork"])
+def test_call_in_process_kills_an_orphan_in_a_session_of_its_own(
+    tmp_path: Path, dispatched: list[int], start_method: str
+) -> None:
+    pid_file = tmp_path / "orphan"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        with pytest.raises(TimeoutExpired):
+            call(
+                targets.shell_setsid_sleep_and_wait,
+                str(pid_file),
+                seconds=0.5,
+                start_method=start_method,
+            )
+    orphan = read_pid(pid_file)
+    assert wait_gone(dispatched[-1])
+    assert wait_gone(orphan, zombie_ok=True)
+
+
+def test_call_in_process_child_adopts_and_reaps_orphans(dispatched: list[int]) -> None:
+    orphan = call(targets.shell_setsid_sleep, 0.2)
+    child = dispatched[-1]
+    assert call(targets.parent_of, orphan) == child  # adopted: still in the child's tree
+    end = time.monotonic() + 5.0
+    while state_of(orphan) is not None and time.monotonic() < end:
+        time.sleep(0.1)
+        call(targets.pid)  # the child reaps after a call
+    assert dispatched[-1] == child
+    assert state_of(orphan) is None  # reaped, not left a zombie
+
+
 def test_call_in_process_kills_a_child_that_ignores_sigterm(dispatched: list[int]) -> None:
     with pytest.raises(TimeoutExpired) as caught, assert_takes_about(0.5):
         call(targets.ignore_sigterm_and_sleep, 60.0, seconds=0.2, grace=0.3)

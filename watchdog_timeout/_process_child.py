@@ -23,10 +23,14 @@ Solution:
   the child) and asks for SIGKILL when its parent dies (forkserver's single
   thread, or the parent's main thread: the caller decides which). It lets go of
   forkserver's "alive" pipe, so that the server, and then the child, does die
-  with the caller. This needs ctypes for one call, ``prctl(PR_SET_PDEATHSIG,
-  SIGKILL)``, which neither ``os`` nor ``signal`` offers and which a process can
-  only make for itself, so ctypes is imported here, in the child and on Linux
-  only (the package's other ctypes users are ``_async_raise`` and ``_frames``).
+  with the caller. It also makes itself a subreaper: orphans of its descendants
+  are reparented to it rather than to init, so they stay in the tree that is
+  killed at the deadline, and it reaps those that end in other process groups
+  after each call (``_process_tree.reap_adopted``). This needs ctypes for
+  ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` and ``prctl(PR_SET_CHILD_SUBREAPER)``,
+  which neither ``os`` nor ``signal`` offers and which a process can only make
+  for itself, so ctypes is imported here, in the child and on Linux only (the
+  package's other ctypes users are ``_async_raise`` and ``_frames``).
 - Calls travel as ``(module, qualname, co_name, co_firstlineno)``: the child
   follows the qualified name and then ``__wrapped__``/``__func__`` until it
   reaches the function whose code starts there (pebble's trampoline, without
@@ -71,6 +75,7 @@ from typing import Any, Callable
 from . import _delivery
 from ._errors import TimeoutExpired, _Interrupt
 from ._process_traceback import frames_of, rebuild
+from ._process_tree import reap_adopted
 
 __all__ = (
     "BYE",
@@ -360,6 +365,7 @@ def worker_main(
             if os.getpid() != me:
                 os._exit(0)  # a copy made by os.fork() in the function: it must not answer
             conn.send_bytes(reply)
+            reap_adopted()
     except (EOFError, OSError):
         pass  # the parent closed our socket, or has gone
     finally:
@@ -471,25 +477,32 @@ def _prepare_child(parent_death: bool) -> None:
     parent = os.getppid()
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # a group of its own: Ctrl-C at the terminal goes to the parent
-    if parent_death:
-        _die_with_parent()
+    _prctl(parent_death)
     detach_forkserver()
     _reset_signals()
     if parent_death and os.getppid() != parent:
         os._exit(1)  # the parent died before the parent-death signal was armed
 
 
-def _die_with_parent() -> None:
+def _prctl(parent_death: bool) -> None:
+    """Linux: die with the parent (if asked), and adopt the orphans of our descendants."""
     if not sys.platform.startswith("linux"):
         return
-    # The child's only use of ctypes, on Linux: prctl(PR_SET_PDEATHSIG, SIGKILL).
+    # The child's only use of ctypes, on Linux: two prctl() calls.
     import ctypes  # noqa: PLC0415
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+        if parent_death:
+            libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+        # An orphan (a daemon's double fork, `setsid cmd &` from a shell that exits)
+        # comes to us instead of init, so it stays in the tree that is killed.
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 
 
 def detach_forkserver(*, forget_server: bool = False) -> None:
