@@ -706,19 +706,28 @@ def test_call_in_process_exit_leaves_no_child_and_no_traceback(tmp_path: Path) -
     assert wait_gone(busy)
 
 
-def test_call_in_process_unguarded_script_fails_clearly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_call_in_process_unguarded_script_says_so_first(tmp_path: Path, start_method: str) -> None:
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import os\n"
         "from watchdog_timeout._process import call_in_process\n"
-        "print(call_in_process(os.getpid, (), {}, seconds=5, grace=1, name='getpid()'))\n"
+        "print(call_in_process(os.getpid, (), {}, seconds=5, grace=1, name='getpid()',\n"
+        f"    start_method={start_method!r}))\n"
     )
     finished = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
     )
     assert finished.returncode == 1
-    assert "ProcessCrashed" in finished.stderr
-    assert "if __name__ == '__main__':" in finished.stderr
+    lines = finished.stderr.splitlines()
+    assert lines[-1].startswith(
+        'RuntimeError: unguarded.py needs `if __name__ == "__main__":` around the code '
+        "that calls getpid()"
+    )
+    assert f"started by {start_method!r} imports the main module again" in lines[-1]
+    assert finished.stderr.count("Traceback") == 1  # ours, short; none from the child
+    assert len(lines) < 15
+    assert "ProcessCrashed" not in finished.stderr
 
 
 def test_call_in_process_parent_killed_takes_the_child_along(tmp_path: Path) -> None:

@@ -43,6 +43,9 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import multiprocessing.process
+import os
+import sys
 from typing import Any, Callable, TypeVar
 
 from ._delivery import protect
@@ -77,6 +80,8 @@ START_TIMEOUT = 30.0
 SLICE = 0.05
 _MIN_SLICE = 0.002
 _ATTEMPTS = 3
+#: The exit code of a new child whose import of the main module made a call.
+_NO_MAIN_GUARD = 87
 
 #: Private test hook: called with the child's pid before each call is handed over.
 _dispatch_hook: Callable[[int], object] | None = None
@@ -122,6 +127,10 @@ def call_in_process(
         BaseException: Whatever the function raised, with the child's traceback
             as ``__cause__``.
     """
+    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
+        # We are a new child importing the caller's main module, whose top level
+        # made this call: leave quietly, and the caller explains (_await_ready).
+        os._exit(_NO_MAIN_GUARD)
     method = check_start_method(start_method)
     if method == "fork":
         return _call_forked(function, args, kwargs, seconds=seconds, grace=grace, name=name)
@@ -132,7 +141,7 @@ def call_in_process(
         try:
             worker = pool.acquire()
             if worker.state is _STARTING:
-                _await_ready(worker, grace, name)
+                _await_ready(worker, grace, name, method)
             reply = _run(pool, worker, payload, seconds=seconds, grace=grace, name=name)
         except BaseException:
             if worker is not None:
@@ -201,18 +210,30 @@ def _await_reply(
     return message
 
 
-def _await_ready(worker: _Worker, grace: float, name: str) -> None:
+def _await_ready(worker: _Worker, grace: float, name: str, method: str) -> None:
     try:
         message = _next_message(worker, clock() + START_TIMEOUT)
     except _ChildDied:
-        raise _died(worker, grace, name) from RuntimeError(
+        error = _died(worker, grace, name)
+        if isinstance(error, ProcessCrashed) and error.exitcode == _NO_MAIN_GUARD:
+            raise _no_main_guard(name, method) from None
+        raise error from RuntimeError(
             "the child process died while it started: under spawn and forkserver it "
-            "imports the main module again, so guard a script's own code with "
-            "`if __name__ == '__main__':` (its traceback is on stderr)"
+            "imports the main module again (its traceback is on stderr)"
         )
     if message is None:
         raise RuntimeError(f"the child process for {name} did not start in {START_TIMEOUT:g} s")
     worker.state = _IDLE
+
+
+def _no_main_guard(name: str, method: str) -> RuntimeError:
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    where = "the main module" if main is None else os.path.basename(main)
+    return RuntimeError(
+        f'{where} needs `if __name__ == "__main__":` around the code that calls {name}: '
+        f"each child process started by {method!r} imports the main module again, and its "
+        f"top-level code called {name} there too (or pass start_method='fork')"
+    )
 
 
 def _next_message(worker: _Worker, until: float | None) -> bytes | None:
