@@ -30,6 +30,7 @@ from watchdog_timeout import (
     TimeoutExpired,
     _process,
     _process_child,
+    _process_pack,
     _process_pool,
     deadline,
 )
@@ -651,7 +652,7 @@ def test_call_in_process_retries_a_call_sent_to_a_retiring_child(
     pool = _process_pool._pool_for("forkserver")
     worker = pool._idle[-1]
     time.sleep(0.5)  # it said goodbye; acquire() would notice, so hand it the call directly
-    payload = _process_child.pack_call(targets.pid, (), {}, "pid()", "forkserver")
+    payload = _process_pack.pack_call(targets.pid, (), {}, "pid()", "forkserver")
     worker.state = _process_pool._BUSY
     assert _process._run(pool, worker, payload, seconds=5.0, grace=1.0, name="pid()") is None
     pool.forget(worker)

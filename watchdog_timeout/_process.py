@@ -50,7 +50,8 @@ from typing import Any, Callable, TypeVar
 
 from ._delivery import protect
 from ._errors import ProcessCrashed, TimeoutExpired
-from ._process_child import BYE, forked_main, pack_call, unpack_reply
+from ._process_child import BYE, forked_main, unpack_reply
+from ._process_pack import pack_call
 from ._process_pool import (
     _BUSY,
     _DEAD,
