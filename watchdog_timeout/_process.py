@@ -57,6 +57,7 @@ from ._process_pool import (
     _DEAD,
     _IDLE,
     _STARTING,
+    CHILD_NAME,
     _finish,
     _Pool,
     _pool_for,
@@ -128,9 +129,10 @@ def call_in_process(
         BaseException: Whatever the function raised, with the child's traceback
             as ``__cause__``.
     """
-    if getattr(multiprocessing.process.current_process(), "_inheriting", False):
-        # We are a new child importing the caller's main module, whose top level
-        # made this call: leave quietly, and the caller explains (_await_ready).
+    me = multiprocessing.process.current_process()
+    if getattr(me, "_inheriting", False) and me.name == CHILD_NAME:
+        # We are a new child of ours importing the caller's main module, whose top
+        # level made this call: leave quietly, and the caller explains (_await_ready).
         os._exit(_NO_MAIN_GUARD)
     method = check_start_method(start_method)
     if method == "fork":
