@@ -262,6 +262,34 @@ def test_call_in_process_imports_cloudpickle_only_for_what_travels_by_value(
     ]
 
 
+_GUARDED_SCRIPT = """
+from watchdog_timeout import timeout
+
+@timeout(5, isolation="process")
+def add(a, b):
+    return a + b
+
+if __name__ == "__main__":
+    @timeout(5, isolation="process")
+    def under_the_guard(a):
+        return a * 2
+
+    base = 40
+    print(under_the_guard(21))  # not in the child's import of this script: by value
+    print(timeout(5, isolation="process")(lambda: add(base, 2))())  # a decorated global
+"""
+
+
+def test_call_in_process_sends_what_the_child_cannot_find_by_value(tmp_path: Path) -> None:
+    script = tmp_path / "guarded.py"
+    script.write_text(_GUARDED_SCRIPT)
+    finished = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.split() == ["42", "42"]
+
+
 def test_call_in_process_names_an_unpicklable_argument(dispatched: list[int]) -> None:
     with pytest.raises(TypeError, match=r"argument `value` of echo\(\).*_thread\.lock"):
         call(targets.echo, threading.Lock())

@@ -50,7 +50,7 @@ from typing import Any, Callable, TypeVar
 
 from ._delivery import protect
 from ._errors import ProcessCrashed, TimeoutExpired
-from ._process_child import BYE, forked_main, unpack_reply
+from ._process_child import BYE, NotFoundInChild, forked_main, unpack_reply
 from ._process_pack import pack_call
 from ._process_pool import (
     _BUSY,
@@ -126,8 +126,8 @@ def call_in_process(
         TypeError: The function, an argument or the result cannot travel between
             the processes; the message names it and says why.
         ValueError: ``start_method`` is unknown or not available.
-        BaseException: Whatever the function raised, with the child's traceback
-            as ``__cause__``.
+        BaseException: Whatever the function raised, its traceback going on
+            into the function's frames in the child.
     """
     me = multiprocessing.process.current_process()
     if getattr(me, "_inheriting", False) and me.name == CHILD_NAME:
@@ -139,6 +139,7 @@ def call_in_process(
         return _call_forked(function, args, kwargs, seconds=seconds, grace=grace, name=name)
     payload = pack_call(function, args, kwargs, name, method)
     pool = _pool_for(method)
+    by_value = False
     for _attempt in range(_ATTEMPTS):
         worker: _Worker | None = None
         try:
@@ -150,10 +151,18 @@ def call_in_process(
             if worker is not None:
                 _discard_surely(pool, worker, grace)
             raise
-        if reply is not None:
-            pool.release(worker)
+        if reply is None:
+            pool.forget(worker)  # it retired before it read the call: try another
+            continue
+        pool.release(worker)
+        try:
             return unpack_reply(reply, name)  # type: ignore[no-any-return]
-        pool.forget(worker)  # it retired before it read the call: try another
+        except NotFoundInChild:
+            if by_value:
+                raise
+        # The function never ran: send it again, by value (at most once).
+        by_value = True
+        payload = pack_call(function, args, kwargs, name, method, by_value=True)
     raise RuntimeError(f"no child process would take {name} after {_ATTEMPTS} attempts")
 
 

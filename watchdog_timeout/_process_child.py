@@ -66,6 +66,7 @@ from ._process_tree import reap_adopted
 __all__ = (
     "BYE",
     "READY",
+    "NotFoundInChild",
     "detach_forkserver",
     "forked_main",
     "unpack_reply",
@@ -74,6 +75,10 @@ __all__ = (
 
 #: What a pooled child sends once it is started, and when it retires unasked.
 READY, BYE = b"R", b"B"
+
+
+class NotFoundInChild(TypeError):
+    """The child could not find something named in the call: send it by value."""
 
 
 class _ChildTraceback(Exception):
@@ -106,8 +111,9 @@ def unpack_reply(message: bytes, name: str) -> Any:
         return reply[1]
     if kind == "unsendable":
         raise TypeError(f"{name} returned {reply[1]}, so it cannot be sent back from the child")
-    if kind == "unusable":
-        raise TypeError(
+    if kind in ("unusable", "unfound"):
+        error_class = NotFoundInChild if kind == "unfound" else TypeError
+        raise error_class(
             f"{name} could not be set up in the child process: {reply[1]}"
         ) from _ChildTraceback(reply[2])
     _kind, data, type_name, text, tb_text, frames, chained, why = reply
@@ -188,8 +194,11 @@ def _serve(job: bytes, cache: dict[Target, Callable[..., Any]]) -> bytes:
         target, args, kwargs = pickle.loads(job)
         function = _callable_of(target, cache)
     except BaseException as exc:
+        # Something named is not here (defined under the main module's guard, or
+        # set at run time): the caller sends it again by value.
+        kind = "unfound" if isinstance(exc, (LookupError, AttributeError, ImportError)) else ""
         detail = f"{type(exc).__name__}: {exc}"
-        return pickle.dumps(("unusable", detail, _format(exc)), protocol=PROTOCOL)
+        return pickle.dumps((kind or "unusable", detail, _format(exc)), protocol=PROTOCOL)
     return _call_and_pack(function, args, kwargs)
 
 

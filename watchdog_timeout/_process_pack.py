@@ -36,13 +36,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import io
 import pickle
 import reprlib
 import sys
 import types
 from typing import Any, Callable
 
-__all__ = ("PROTOCOL", "Target", "describe", "dumps", "pack_call", "resolve")
+__all__ = ("PROTOCOL", "Target", "describe", "dumps", "find", "pack_call", "resolve")
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -57,18 +58,27 @@ def pack_call(
     kwargs: dict[str, Any],
     name: str,
     method: str,
+    *,
+    by_value: bool = False,
 ) -> bytes:
     """The call pickled for the child: ``(target, args, kwargs)``.
 
     Plain pickle when the child can find the function by reference and the
     arguments pickle; otherwise cloudpickle, which ships lambdas, closures and
-    local classes by value.
+    local classes by value. With ``by_value`` (a child could not find something
+    by name), cloudpickle from now on for this function.
 
     Raises:
         TypeError: Something cannot be pickled even by value; the message names
             it and says why.
     """
     target, problem = _target_of(function)
+    if problem is None and target[0] != "value":
+        ref = target[2] if target[0] == "method" else target
+        if by_value:
+            _not_found.add(ref)
+        if ref in _not_found:
+            target, problem = ("value", function), "a child process could not find it by name"
     call = (target, args, kwargs)
     if problem is None:
         try:
@@ -76,7 +86,7 @@ def pack_call(
         except Exception:
             pass  # an argument defined in a function, say: by value below
     try:
-        cloudpickle = _cloudpickle()
+        by_value_dumps = _by_value_dumps()
     except ImportError as exc:
         why = problem or "an argument cannot be pickled by reference"
         raise TypeError(
@@ -85,9 +95,14 @@ def pack_call(
             f"({exc}). Install cloudpickle, or pass start_method='fork'"
         ) from exc
     try:
-        return cloudpickle.dumps(call, protocol=PROTOCOL)  # type: ignore[no-any-return]
+        return by_value_dumps(call)
     except Exception as exc:
-        raise _unpicklable(function, *call, name=name, dumps=cloudpickle.dumps, error=exc) from exc
+        raise _unpicklable(function, *call, name=name, dumps=by_value_dumps, error=exc) from exc
+
+
+#: References a child could not follow (a function defined under the main
+#: module's ``if __name__ == "__main__":``, say): sent by value instead.
+_not_found: set[Target] = set()
 
 
 def _target_of(function: Callable[..., Any]) -> tuple[Target, str | None]:
@@ -237,14 +252,45 @@ def dumps(value: object) -> bytes:
         return pickle.dumps(value, protocol=PROTOCOL)
     except Exception as error:
         try:
-            cloudpickle = _cloudpickle()
+            by_value_dumps = _by_value_dumps()
         except ImportError:
             raise error from None
-        return cloudpickle.dumps(value, protocol=PROTOCOL)  # type: ignore[no-any-return]
+        return by_value_dumps(value)
 
 
-def _cloudpickle() -> Any:
-    """cloudpickle, imported only for what cannot travel by reference (import cost)."""
+_by_value: Callable[[object], bytes] | None = None
+
+
+def _by_value_dumps() -> Callable[[object], bytes]:
+    """cloudpickle's dumps, imported on first use (import cost), knowing decorated names."""
+    global _by_value
+    if _by_value is not None:
+        return _by_value
     import cloudpickle  # type: ignore[import-untyped]  # noqa: PLC0415
 
-    return cloudpickle
+    class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+        def reducer_override(self, obj: Any) -> Any:
+            # A decorator's proxy (a wrapt FunctionWrapper) claims to be a function
+            # but pickles as neither: send the name it is found by.
+            if type(obj) is not types.FunctionType and isinstance(obj, types.FunctionType):
+                module, qualname = str(getattr(obj, "__module__", "")), obj.__qualname__
+                with contextlib.suppress(Exception):
+                    if find(module, qualname) is obj:
+                        return (find, (module, qualname))
+            return super().reducer_override(obj)
+
+    def by_value(value: object) -> bytes:
+        buffer = io.BytesIO()
+        Pickler(buffer, protocol=PROTOCOL).dump(value)
+        return buffer.getvalue()
+
+    _by_value = by_value
+    return by_value
+
+
+def find(module: str, qualname: str) -> Any:
+    """``module.qualname``, imported if need be: how a name sent by reference is found."""
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
