@@ -26,6 +26,12 @@ Solution:
   of loky, joblib, dask and ray, and so do arguments, results and exceptions
   that plain pickle refuses (instances of local classes). cloudpickle is
   imported only then.
+- What the child then cannot find by name (a function defined under the main
+  module's ``if __name__ == "__main__":``, which the child's import skips) is
+  reported back before it runs, and sent again by value, from then on.
+- A decorator's proxy (a wrapt ``FunctionWrapper``) that a closure refers to
+  pickles as neither a function nor an object: it travels by the name it is
+  found by, so the child calls the decorated function too.
 - The call is pickled in the caller, before any child is used; what cannot be
   pickled even by value is named: an argument, the object a method is bound to,
   or a variable a closure takes along.
@@ -34,6 +40,7 @@ Solution:
 from __future__ import annotations
 
 import contextlib
+import dis
 import importlib
 import inspect
 import io
@@ -220,7 +227,8 @@ def _captured(function: Callable[..., Any], name: str) -> list[tuple[str, object
     for variable, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
         with contextlib.suppress(ValueError):  # an empty cell
             found.append((f"the variable `{variable}` that {name} closes over", cell.cell_contents))
-    for variable in func.__code__.co_names:
+    loaded = {i.argval for i in dis.get_instructions(func) if i.opname == "LOAD_GLOBAL"}
+    for variable in sorted(loaded):
         value = func.__globals__.get(variable, _MISSING)
         if value is not _MISSING and not isinstance(value, types.ModuleType):
             found.append((f"the global `{variable}` that {name} uses", value))
