@@ -140,7 +140,8 @@ def call_in_process(
     payload = pack_call(function, args, kwargs, name, method)
     pool = _pool_for(method)
     by_value = False
-    for _attempt in range(_ATTEMPTS):
+    attempts = 0
+    while attempts < _ATTEMPTS:
         worker: _Worker | None = None
         try:
             worker = pool.acquire()
@@ -153,6 +154,7 @@ def call_in_process(
             raise
         if reply is None:
             pool.forget(worker)  # it retired before it read the call: try another
+            attempts += 1
             continue
         pool.release(worker)
         try:

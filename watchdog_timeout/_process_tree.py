@@ -14,6 +14,9 @@ Things that don't work:
   kernels (this project's VMs) lack.
 - Signalling the tree while it runs: a process can fork between the scan that
   finds it and the signal, and its new child escapes to init.
+- Following parent pids alone: a process whose parent exits (a daemon's double
+  fork, ``setsid cmd &`` from a shell that exits) is reparented to init, and
+  the scan no longer finds it.
 
 Solution: SIGSTOP the child, then scan ``/proc/*/stat`` (~1 ms for 70
 processes) for its descendants and their groups, stopping each, until no new
@@ -22,6 +25,9 @@ nobody escapes to init); then SIGTERM and SIGCONT to all, a bounded wait
 (``grace``) for the child, SIGKILL to what is left (checked by start time
 against pid reuse), and a bounded reap. This reaches nested calls' children in
 their own groups and grandchildren that called ``setsid``; never our own group.
+On Linux the child is a subreaper (``_process_child``), so orphans of its
+descendants are reparented to it and found as its children; ``reap_adopted``
+reaps those that end between calls.
 The child is reported stopped unless it outlived SIGKILL (D state). Without
 ``/proc`` (macOS) only the child and its group are signalled.
 """
