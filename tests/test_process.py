@@ -192,12 +192,27 @@ def test_call_in_process_runs_what_cannot_be_found_by_name(kind: str, start_meth
         assert call(function, 2, start_method=start_method) == 42
 
 
-def test_call_in_process_sends_local_classes_in_arguments() -> None:
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_call_in_process_local_classes_come_back_as_themselves(start_method: str) -> None:
     class Point:
         def __init__(self, x: int) -> None:
             self.x = x
 
-    assert call(targets.echo, Point(3)).x == 3
+    class LocalError(Exception):
+        pass
+
+    def fail() -> None:
+        raise LocalError("local")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        echoed = call(targets.echo, Point(3), start_method=start_method)
+        made = call(lambda: Point(4), start_method=start_method)
+        with pytest.raises(LocalError, match="local"):
+            call(fail, start_method=start_method)
+    assert type(echoed) is Point
+    assert echoed.x == 3
+    assert type(made) is Point
 
 
 def test_call_in_process_names_what_a_closure_cannot_take_along(dispatched: list[int]) -> None:

@@ -51,7 +51,7 @@ from typing import Any, Callable, TypeVar
 from ._delivery import protect
 from ._errors import ProcessCrashed, TimeoutExpired
 from ._process_child import BYE, NotFoundInChild, forked_main, unpack_reply
-from ._process_pack import pack_call
+from ._process_pack import pack_call, track_local_classes
 from ._process_pool import (
     _BUSY,
     _DEAD,
@@ -327,6 +327,7 @@ def _call_forked(
     grace: float,
     name: str,
 ) -> R:
+    track_local_classes(function, args, kwargs)
     worker: _Worker | None = None
     try:
         worker = _start_forked(function, args, kwargs)

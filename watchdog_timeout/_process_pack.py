@@ -50,7 +50,16 @@ import sys
 import types
 from typing import Any, Callable
 
-__all__ = ("PROTOCOL", "Target", "describe", "dumps", "find", "pack_call", "resolve")
+__all__ = (
+    "PROTOCOL",
+    "Target",
+    "describe",
+    "dumps",
+    "find",
+    "pack_call",
+    "resolve",
+    "track_local_classes",
+)
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 
@@ -236,6 +245,30 @@ def _captured(function: Callable[..., Any], name: str) -> list[tuple[str, object
 
 
 _MISSING = object()
+
+
+def track_local_classes(
+    function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """Before a fork: let the local classes of a call come back as themselves.
+
+    A forked child sends a class defined in a function (an exception class, the
+    class of an argument) by value, and cloudpickle matches it to the caller's
+    class only if this process pickled that class before (its class tracker):
+    pickle them once here. Classes the function uses and those of its arguments.
+    """
+    values = [value for _label, value in _captured(function, "")]
+    values.extend(type(value) for value in (*args, *kwargs.values()))
+    if isinstance(function, types.MethodType):
+        values.append(type(function.__self__))
+    classes = {v for v in values if isinstance(v, type) and "<locals>" in v.__qualname__}
+    if not classes:
+        return
+    with contextlib.suppress(Exception):
+        by_value_dumps = _by_value_dumps()
+        for cls in classes:
+            with contextlib.suppress(Exception):
+                by_value_dumps(cls)
 
 
 def _parameter_names(function: Callable[..., Any]) -> list[str]:
