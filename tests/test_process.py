@@ -32,6 +32,7 @@ from watchdog_timeout import (
     _process_child,
     _process_pack,
     _process_pool,
+    _process_traceback,
     deadline,
 )
 from watchdog_timeout._process import call_in_process
@@ -323,6 +324,20 @@ def test_call_in_process_reraises_with_the_function_frames() -> None:
     assert tb.tb_frame.f_globals["__name__"] == "_process_targets"
     text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
     assert "in raise_value_error\n    raise ValueError(message)\n" in text
+
+
+def test_call_in_process_keeps_the_traceback_as_text_if_frames_cannot_be_rebuilt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> None:
+        raise ValueError("no frame here")
+
+    monkeypatch.setattr(_process_traceback, "_stand_in", refuse)
+    with pytest.raises(ValueError, match="boom") as caught:
+        call(targets.raise_value_error, "boom")
+    cause = caught.value.__cause__
+    assert isinstance(cause, _process_child._ChildTraceback)
+    assert "raise ValueError(message)" in cause.text
 
 
 def test_call_in_process_keeps_the_child_chain_as_text() -> None:

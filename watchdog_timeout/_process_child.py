@@ -130,13 +130,15 @@ def unpack_reply(message: bytes, name: str) -> Any:
             f"sent back from the child process: {why})"
         )
         cause = _ChildTraceback(tb_text)
-    elif chained:
-        cause = _ChildTraceback(tb_text)  # the child's chain: only its text travels
+    tb = rebuild(frames)
+    if cause is None and (chained or (frames and tb is None)):
+        # The child's chain, or frames that could not be rebuilt: as text.
+        cause = _ChildTraceback(tb_text)
     try:
         # The function's own frames follow ours, as if the call had been made here.
-        raise error.with_traceback(rebuild(frames)) from cause
+        raise error.with_traceback(tb) from cause
     finally:
-        del error, cause
+        del error, cause, tb
 
 
 # --- the child's side ------------------------------------------------------------

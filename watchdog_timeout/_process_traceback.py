@@ -61,9 +61,9 @@ def rebuild(frames: Frames) -> types.TracebackType | None:
     for filename, lineno, name, module in reversed(frames):
         try:
             frame, lasti = _stand_in(filename, lineno, name, module)
+            tb = types.TracebackType(tb, frame, lasti, lineno)
         except Exception:  # a name compile() refuses, say: leave that frame out
             continue
-        tb = types.TracebackType(tb, frame, lasti, lineno)
     return tb
 
 
