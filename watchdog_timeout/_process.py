@@ -29,7 +29,7 @@ Solution:
   each after a one-off ~150 ms, and behave the same on 3.9 and 3.14, whose
   default it is; they are kept warm and replaced in the background
   (``_process_pool``). ``fork`` only when asked for: then each call forks a
-  fresh copy of the caller (closures, lambdas and unpicklable arguments work)
+  fresh copy of the caller (nothing is pickled on the way in)
   and there is no pool.
 - The caller waits in slices of at most ``SLICE`` seconds, shorter when an
   outer deadline comes sooner: its interrupt (or Ctrl-C) lands between slices, or
