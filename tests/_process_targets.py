@@ -55,6 +55,28 @@ def spawn_session_sleep_and_wait(pid_file: str) -> None:
     child.wait()
 
 
+def shell_setsid_sleep_and_wait(pid_file: str) -> None:
+    """A shell starts ``setsid sleep 60 &`` and exits: the sleep is an orphan in its own session."""
+    subprocess.run(["sh", "-c", f'setsid sleep 60 & echo $! > "{pid_file}"'], check=True)
+    threading.Event().wait()
+
+
+def shell_setsid_sleep(seconds: float) -> int:
+    """A shell starts ``setsid sleep <seconds> &`` and exits; returns the orphan's pid."""
+    shell = subprocess.run(
+        ["sh", "-c", f"setsid sleep {seconds} >/dev/null 2>&1 & echo $!"],
+        check=True,
+        capture_output=True,
+    )
+    return int(shell.stdout)
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        data = stat.read()
+    return int(data[data.rindex(b")") + 2 :].split()[1])
+
+
 def segfault() -> None:
     os.kill(os.getpid(), signal.SIGSEGV)
     time.sleep(10)
@@ -66,6 +88,18 @@ def exit_hard(code: int) -> None:
 
 def raise_value_error(message: str) -> None:
     raise ValueError(message)
+
+
+def raise_through(message: str) -> None:
+    raise_value_error(message)
+
+
+def raise_chained() -> None:
+    empty: dict[str, int] = {}
+    try:
+        empty["missing"]
+    except KeyError as exc:
+        raise ValueError("wrapped") from exc
 
 
 class NeedsTwoArguments(Exception):

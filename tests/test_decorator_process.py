@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import traceback
 
 import _decorated_targets as targets
 import pytest
@@ -29,10 +30,11 @@ def test_process_crash_is_not_a_timeout() -> None:
         targets.crash()
 
 
-def test_process_exception_keeps_the_child_traceback() -> None:
+def test_process_exception_keeps_the_function_frames() -> None:
     with pytest.raises(LookupError, match="from the child") as caught:
         targets.fail("from the child")
-    assert "fail" in str(caught.value.__cause__)
+    last = traceback.extract_tb(caught.value.__traceback__)[-1]
+    assert (last.name, last.line) == ("fail", "raise LookupError(message)")
 
 
 def test_process_nested_calls_the_inner_limit_reports() -> None:
@@ -44,10 +46,25 @@ def test_process_method_of_a_module_level_class() -> None:
     assert targets.Service(40).shifted(2) == 42
 
 
-def test_process_refuses_a_closure_clearly() -> None:
-    @timeout(1, isolation="process")
-    def local() -> int:
-        return 1
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_process_runs_a_closure_and_a_local_class_method(start_method: str) -> None:
+    base = 40
 
-    with pytest.raises((TypeError, ValueError), match="local"):
-        local()
+    @timeout(5, isolation="process", start_method=start_method)
+    def shifted(n: int) -> tuple[int, int]:
+        return base + n, os.getpid()
+
+    class Local:
+        @timeout(5, isolation="process", start_method=start_method)
+        def shifted(self, n: int) -> tuple[int, int]:
+            return base + n, os.getpid()
+
+    for function in (shifted, Local().shifted):
+        total, pid = function(2)
+        assert total == 42
+        assert pid != os.getpid()
+
+
+def test_process_start_method_typo_is_refused_at_decoration() -> None:
+    with pytest.raises(ValueError, match=r"`start_method` must be .* got 'forkserve'"):
+        timeout(1, isolation="process", start_method="forkserve")

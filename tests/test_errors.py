@@ -171,10 +171,11 @@ def test_process_crashed_is_a_runtime_error() -> None:
 
 
 def test_process_crashed_message_for_a_signal() -> None:
-    exc = ProcessCrashed("f()", signal=int(signal.SIGSEGV))
-    assert (exc.name, exc.exitcode, exc.signal) == ("f()", None, 11)
+    exc = ProcessCrashed("f()", exitcode=-int(signal.SIGSEGV), pid=1234)
+    assert (exc.name, exc.pid, exc.exitcode, exc.signal) == ("f()", 1234, -11, "SIGSEGV")
     message = str(exc)
     assert "f()" in message
+    assert "1234" in message
     assert "SIGSEGV" in message
     assert "11" in message
     assert exc.args == (message,)
@@ -182,7 +183,7 @@ def test_process_crashed_message_for_a_signal() -> None:
 
 def test_process_crashed_message_for_an_exit_code() -> None:
     exc = ProcessCrashed("f()", exitcode=3)
-    assert (exc.name, exc.exitcode, exc.signal) == ("f()", 3, None)
+    assert (exc.name, exc.pid, exc.exitcode, exc.signal) == ("f()", None, 3, None)
     message = str(exc)
     assert "f()" in message
     assert "exited with code 3" in message
@@ -190,19 +191,19 @@ def test_process_crashed_message_for_an_exit_code() -> None:
 
 
 def test_process_crashed_message_for_an_unknown_signal() -> None:
-    message = str(ProcessCrashed("f()", signal=200))
-    assert "200" in message
+    exc = ProcessCrashed("f()", exitcode=-200)
+    assert exc.signal == "signal 200"
+    assert "200" in str(exc)
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize(("exitcode", "signum"), [(None, 9), (1, None), (None, None)])
-def test_process_crashed_pickle_round_trips(
-    protocol: int, exitcode: int | None, signum: int | None
-) -> None:
-    exc = ProcessCrashed("f()", exitcode=exitcode, signal=signum)
+@pytest.mark.parametrize(("exitcode", "pid"), [(-9, 1234), (1, None), (0, 5)])
+def test_process_crashed_pickle_round_trips(protocol: int, exitcode: int, pid: int | None) -> None:
+    exc = ProcessCrashed("f()", exitcode=exitcode, pid=pid)
     clone = pickle.loads(pickle.dumps(exc, protocol))
     assert type(clone) is ProcessCrashed
-    assert (clone.name, clone.exitcode, clone.signal) == ("f()", exitcode, signum)
+    fields = (clone.name, clone.pid, clone.exitcode, clone.signal)
+    assert fields == ("f()", pid, exitcode, exc.signal)
     assert str(clone) == str(exc)
     assert clone.args == exc.args
 

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+import traceback
 import types
 import warnings
 from collections.abc import Iterator
@@ -29,7 +30,9 @@ from watchdog_timeout import (
     TimeoutExpired,
     _process,
     _process_child,
+    _process_pack,
     _process_pool,
+    _process_traceback,
     deadline,
 )
 from watchdog_timeout._process import call_in_process
@@ -164,21 +167,71 @@ def test_call_in_process_rejects_an_unknown_start_method() -> None:
 # --- what cannot travel ---------------------------------------------------------------
 
 
-def test_call_in_process_refuses_a_lambda_before_starting_anything(dispatched: list[int]) -> None:
-    with pytest.raises(TypeError, match=r"it is a lambda.*start_method='fork'"):
-        call(lambda: 1)
-    assert dispatched == []
+def _by_value_callables() -> dict[str, Callable[[int], int]]:
+    """A lambda, a closure and a local class's method: none can be found by name."""
+    base = 40
+
+    def closure(n: int) -> int:
+        return base + n
+
+    class Local:
+        def __init__(self, start: int) -> None:
+            self.start = start
+
+        def add(self, n: int) -> int:
+            return self.start + n
+
+    return {"lambda": lambda n: base + n, "closure": closure, "method": Local(base).add}
 
 
-def test_call_in_process_refuses_a_closure() -> None:
-    def local() -> int:
-        return 1
+@pytest.mark.parametrize("kind", ["lambda", "closure", "method"])
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_call_in_process_runs_what_cannot_be_found_by_name(kind: str, start_method: str) -> None:
+    function = _by_value_callables()[kind]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        assert call(function, 2, start_method=start_method) == 42
 
-    with pytest.raises(TypeError, match="defined inside another function"):
-        call(local)
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
+def test_call_in_process_local_classes_come_back_as_themselves(start_method: str) -> None:
+    class Point:
+        def __init__(self, x: int) -> None:
+            self.x = x
+
+    class LocalError(Exception):
+        pass
+
+    def fail() -> None:
+        raise LocalError("local")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        echoed = call(targets.echo, Point(3), start_method=start_method)
+        made = call(lambda: Point(4), start_method=start_method)
+        with pytest.raises(LocalError, match="local"):
+            call(fail, start_method=start_method)
+    assert type(echoed) is Point
+    assert echoed.x == 3
+    assert type(made) is Point
 
 
-def test_call_in_process_refuses_an_interactive_main(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_call_in_process_names_what_a_closure_cannot_take_along(dispatched: list[int]) -> None:
+    lock = threading.Lock()
+
+    def uses_a_lock() -> bool:
+        return lock.locked()
+
+    with pytest.raises(TypeError, match=r"the variable `lock` that uses_a_lock\(\) closes over"):
+        call(uses_a_lock)
+    with pytest.raises(TypeError, match=r"function <lambda>\(\) itself.*_thread\.lock"):
+        call_in_process(lambda held=lock: held, (), {}, seconds=1.0, grace=1.0, name="<lambda>()")
+    assert dispatched == []  # refused before any child was used
+
+
+def test_call_in_process_runs_a_function_of_an_interactive_main(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
     def typed_at_the_prompt() -> int:
@@ -186,8 +239,50 @@ def test_call_in_process_refuses_an_interactive_main(monkeypatch: pytest.MonkeyP
 
     typed_at_the_prompt.__module__ = "__main__"
     typed_at_the_prompt.__qualname__ = "typed_at_the_prompt"
-    with pytest.raises(TypeError, match="interactive session"):
-        call(typed_at_the_prompt)
+    assert call(typed_at_the_prompt) == 1
+
+
+_SCRIPT = """
+import sys
+from watchdog_timeout import timeout
+
+def loaded():
+    return [name for name in ("multiprocessing", "cloudpickle") if name in sys.modules]
+
+if __name__ == "__main__":
+    print(loaded())  # import watchdog_timeout: neither
+
+@timeout(5, isolation="process")
+def add(a, b):
+    return a + b
+
+if __name__ == "__main__":
+    print(add(40, 2), loaded())  # by reference: plain pickle
+
+    @timeout(5, isolation="process")
+    def under_the_guard(a):
+        return a * 2
+
+    base = 40
+    print(under_the_guard(21), loaded())  # not in the child's import of this script
+    # A closure that refers to a decorated global: the global travels by name.
+    print(timeout(5, isolation="process")(lambda: add.__wrapped__(base, 2))())
+"""
+
+
+def test_call_in_process_script_by_reference_and_by_value(tmp_path: Path) -> None:
+    script = tmp_path / "guarded.py"
+    script.write_text(_SCRIPT)
+    finished = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [
+        "[]",
+        "42 ['multiprocessing']",
+        "42 ['multiprocessing', 'cloudpickle']",
+        "42",
+    ]
 
 
 def test_call_in_process_names_an_unpicklable_argument(dispatched: list[int]) -> None:
@@ -208,13 +303,51 @@ def test_call_in_process_names_an_unpicklable_result_and_keeps_the_child() -> No
 # --- exceptions --------------------------------------------------------------------
 
 
-def test_call_in_process_reraises_with_the_child_traceback() -> None:
+def test_call_in_process_reraises_with_the_function_frames() -> None:
+    with pytest.raises(ValueError, match="boom") as caught:
+        call(targets.raise_through, "boom")
+    error = caught.value
+    assert error.__cause__ is None  # nothing chained in the child: the frames say it all
+    frames = traceback.extract_tb(error.__traceback__)
+    assert [frame.name for frame in frames[-2:]] == ["raise_through", "raise_value_error"]
+    assert frames[-1].filename == targets.__file__
+    assert frames[-1].line == "raise ValueError(message)"
+    assert frames[-2].line == "raise_value_error(message)"
+    assert frames[0].name == test_call_in_process_reraises_with_the_function_frames.__name__
+    # The stand-in frames look like the function's to tools that read frames.
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb is not None
+    assert tb.tb_frame.f_code.co_name == "raise_value_error"
+    assert tb.tb_frame.f_lineno == frames[-1].lineno
+    assert tb.tb_frame.f_globals["__name__"] == "_process_targets"
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    assert "in raise_value_error\n    raise ValueError(message)\n" in text
+
+
+def test_call_in_process_keeps_the_traceback_as_text_if_frames_cannot_be_rebuilt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> None:
+        raise ValueError("no frame here")
+
+    monkeypatch.setattr(_process_traceback, "_stand_in", refuse)
     with pytest.raises(ValueError, match="boom") as caught:
         call(targets.raise_value_error, "boom")
     cause = caught.value.__cause__
     assert isinstance(cause, _process_child._ChildTraceback)
-    assert "in raise_value_error" in cause.text
     assert "raise ValueError(message)" in cause.text
+
+
+def test_call_in_process_keeps_the_child_chain_as_text() -> None:
+    with pytest.raises(ValueError, match="wrapped") as caught:
+        call(targets.raise_chained)
+    cause = caught.value.__cause__
+    assert isinstance(cause, _process_child._ChildTraceback)
+    assert "KeyError: 'missing'" in cause.text
+    assert 'raise ValueError("wrapped") from exc' in cause.text
+    assert traceback.extract_tb(caught.value.__traceback__)[-1].name == "raise_chained"
 
 
 @pytest.mark.parametrize(
@@ -325,6 +458,37 @@ def test_call_in_process_kills_grandchildren_that_left_the_group(
     assert wait_gone(read_pid(pid_file), zombie_ok=True)
 
 
+@pytest.mark.parametrize("start_method", ["forkserver", "fork"])
+def test_call_in_process_kills_an_orphan_in_a_session_of_its_own(
+    tmp_path: Path, dispatched: list[int], start_method: str
+) -> None:
+    pid_file = tmp_path / "orphan"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads, 3.12+
+        with pytest.raises(TimeoutExpired):
+            call(
+                targets.shell_setsid_sleep_and_wait,
+                str(pid_file),
+                seconds=0.5,
+                start_method=start_method,
+            )
+    orphan = read_pid(pid_file)
+    assert wait_gone(dispatched[-1])
+    assert wait_gone(orphan, zombie_ok=True)
+
+
+def test_call_in_process_child_adopts_and_reaps_orphans(dispatched: list[int]) -> None:
+    orphan = call(targets.shell_setsid_sleep, 0.2)
+    child = dispatched[-1]
+    assert call(targets.parent_of, orphan) == child  # adopted: still in the child's tree
+    end = time.monotonic() + 5.0
+    while state_of(orphan) is not None and time.monotonic() < end:
+        time.sleep(0.1)
+        call(targets.pid)  # the child reaps after a call
+    assert dispatched[-1] == child
+    assert state_of(orphan) is None  # reaped, not left a zombie
+
+
 def test_call_in_process_kills_a_child_that_ignores_sigterm(dispatched: list[int]) -> None:
     with pytest.raises(TimeoutExpired) as caught, assert_takes_about(0.5):
         call(targets.ignore_sigterm_and_sleep, 60.0, seconds=0.2, grace=0.3)
@@ -384,16 +548,32 @@ def test_call_in_process_reports_a_segfault_as_a_crash(dispatched: list[int]) ->
     with pytest.raises(ProcessCrashed) as caught:
         call(targets.segfault)
     assert not isinstance(caught.value, TimeoutError)
-    assert caught.value.signal == signal.SIGSEGV
+    assert caught.value.signal == "SIGSEGV"
+    assert caught.value.exitcode == -signal.SIGSEGV
+    assert caught.value.pid == dispatched[-1]
     assert "SIGSEGV" in str(caught.value)
     assert wait_gone(dispatched[-1])
 
 
-def test_call_in_process_reports_an_exit_code_as_a_crash() -> None:
+def test_call_in_process_reports_a_kill_from_elsewhere(dispatched: list[int]) -> None:
+    def kill_it(child: int) -> None:
+        dispatched.append(child)
+        threading.Timer(0.1, os.kill, (child, signal.SIGKILL)).start()
+
+    _process._dispatch_hook = kill_it  # the fixture puts the original back
+    with pytest.raises(ProcessCrashed) as caught:
+        call(targets.wait_forever)
+    crashed = caught.value
+    assert (crashed.pid, crashed.exitcode, crashed.signal) == (dispatched[-1], -9, "SIGKILL")
+    assert f"process {dispatched[-1]} running wait_forever() was killed by SIGKILL" in str(crashed)
+
+
+def test_call_in_process_reports_an_exit_code_as_a_crash(dispatched: list[int]) -> None:
     with pytest.raises(ProcessCrashed) as caught:
         call(targets.exit_hard, 3)
-    assert caught.value.exitcode == 3
-    assert caught.value.signal is None
+    crashed = caught.value
+    assert (crashed.pid, crashed.exitcode, crashed.signal) == (dispatched[-1], 3, None)
+    assert "exited with code 3" in str(crashed)
 
 
 @pytest.mark.usefixtures("fresh_pools")
@@ -509,7 +689,7 @@ def test_call_in_process_retries_a_call_sent_to_a_retiring_child(
     pool = _process_pool._pool_for("forkserver")
     worker = pool._idle[-1]
     time.sleep(0.5)  # it said goodbye; acquire() would notice, so hand it the call directly
-    payload = _process_child.pack_call(targets.pid, (), {}, "pid()", "forkserver")
+    payload = _process_pack.pack_call(targets.pid, (), {}, "pid()", "forkserver")
     worker.state = _process_pool._BUSY
     assert _process._run(pool, worker, payload, seconds=5.0, grace=1.0, name="pid()") is None
     pool.forget(worker)
@@ -564,19 +744,28 @@ def test_call_in_process_exit_leaves_no_child_and_no_traceback(tmp_path: Path) -
     assert wait_gone(busy)
 
 
-def test_call_in_process_unguarded_script_fails_clearly(tmp_path: Path) -> None:
+def test_call_in_process_unguarded_script_says_so_first(tmp_path: Path) -> None:
+    start_method = "forkserver"  # spawn takes the same path (the child's bootstrap)
     script = tmp_path / "unguarded.py"
     script.write_text(
         "import os\n"
         "from watchdog_timeout._process import call_in_process\n"
-        "print(call_in_process(os.getpid, (), {}, seconds=5, grace=1, name='getpid()'))\n"
+        "print(call_in_process(os.getpid, (), {}, seconds=5, grace=1, name='getpid()',\n"
+        f"    start_method={start_method!r}))\n"
     )
     finished = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
     )
     assert finished.returncode == 1
-    assert "ProcessCrashed" in finished.stderr
-    assert "if __name__ == '__main__':" in finished.stderr
+    lines = finished.stderr.splitlines()
+    assert lines[-1].startswith(
+        'RuntimeError: unguarded.py needs `if __name__ == "__main__":` around the code '
+        "that calls getpid()"
+    )
+    assert f"started by {start_method!r} imports the main module again" in lines[-1]
+    assert finished.stderr.count("Traceback") == 1  # ours, short; none from the child
+    assert len(lines) < 15
+    assert "ProcessCrashed" not in finished.stderr
 
 
 def test_call_in_process_parent_killed_takes_the_child_along(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def timeout(
     Raises:
         TypeError: Bad argument types, or a generator function is decorated.
         ValueError: A negative or NaN ``seconds`` or ``grace``, or an unknown
-            ``isolation``.
+            ``isolation`` or ``start_method``.
     """
     limit: Callable[..., float | None]
     if callable(seconds):
@@ -147,6 +147,10 @@ def timeout(
             f"`start_method` applies to isolation='process', not {isolation!r}: "
             f"got {start_method!r}"
         )
+    if isolation == "process":
+        from ._process import check_start_method  # noqa: PLC0415 (multiprocessing: only when used)
+
+        check_start_method(start_method)  # a typo is refused here, not at the first call
 
     def decorate(function: Callable[P, R]) -> Callable[P, R]:
         plain = getattr(function, "__func__", function)  # under @classmethod/@staticmethod

@@ -113,45 +113,57 @@ def describe_stack(stack: StackSummary, limit: int = 3) -> str:
 class ProcessCrashed(RuntimeError):
     """The child process running an ``isolation="process"`` call died on its own.
 
-    A crash, a signal from elsewhere or the OOM killer: not a timeout.
+    A crash, a signal from elsewhere or the OOM killer: not a timeout. Raised in
+    the caller; it pickles, so it can travel on (from a nested call, say).
 
     Attributes:
         name: The qualified name of the function, with ``()``.
-        exitcode: The child's exit code, or None if a signal killed it.
-        signal: The number of the signal that killed it, or None.
+        pid: The child's process id, or None if unknown.
+        exitcode: The child's exit status as ``multiprocessing`` gives it: the exit
+            code, or the negative number of the signal that killed it.
+        signal: The name of the signal that killed it (``"SIGKILL"``), or None if
+            it exited.
     """
 
     name: str
-    exitcode: int | None
-    signal: int | None
+    pid: int | None
+    exitcode: int
+    signal: str | None
 
-    def __init__(
-        self, name: str, *, exitcode: int | None = None, signal: int | None = None
-    ) -> None:
+    def __init__(self, name: str, *, exitcode: int, pid: int | None = None) -> None:
         self.name = name
+        self.pid = pid
         self.exitcode = exitcode
-        self.signal = signal
-        if signal is not None:
-            how = f"was killed by {_signal_name(signal)}"
+        self.signal = _signal_name(-exitcode) if exitcode < 0 else None
+        who = f"the process running {name}" if pid is None else f"the process {pid} running {name}"
+        if self.signal is not None:
+            how = f"was killed by {self.signal}"
+            if self.signal.startswith("SIG"):
+                how += f" (signal {-exitcode})"
         else:
             how = f"exited with code {exitcode} before returning a result"
-        super().__init__(f"the process running {name} {how}")
+        super().__init__(f"{who} {how}")
 
     def __reduce__(self) -> tuple[Callable[..., ProcessCrashed], tuple[Any, ...]]:
-        return (_rebuild_process_crashed, (self.name, self.exitcode, self.signal))
+        return (_rebuild_process_crashed, (self.name, self.exitcode, self.pid))
 
 
-def _rebuild_process_crashed(name: str, exitcode: int | None, signal: int | None) -> ProcessCrashed:
-    return ProcessCrashed(name, exitcode=exitcode, signal=signal)
+def _rebuild_process_crashed(name: str, exitcode: int, pid: int | None) -> ProcessCrashed:
+    return ProcessCrashed(name, exitcode=exitcode, pid=pid)
 
 
 def _signal_name(number: int) -> str:
+    """``"SIGSEGV"``; ``"SIGRTMIN+3"`` for a real-time signal; ``"signal 200"`` if unknown."""
     import signal  # noqa: PLC0415 (only for a message)
 
     try:
-        return f"{signal.Signals(number).name} (signal {number})"
+        return signal.Signals(number).name
     except ValueError:
-        return f"signal {number}"
+        pass
+    low, high = getattr(signal, "SIGRTMIN", 0), getattr(signal, "SIGRTMAX", -1)
+    if low < number <= high:
+        return f"SIGRTMIN+{number - low}"
+    return f"signal {number}"
 
 
 # Set by _scope: called, in the interrupted thread, when the interpreter builds

@@ -29,7 +29,7 @@ Solution:
   each after a one-off ~150 ms, and behave the same on 3.9 and 3.14, whose
   default it is; they are kept warm and replaced in the background
   (``_process_pool``). ``fork`` only when asked for: then each call forks a
-  fresh copy of the caller (closures, lambdas and unpicklable arguments work)
+  fresh copy of the caller (nothing is pickled on the way in)
   and there is no pool.
 - The caller waits in slices of at most ``SLICE`` seconds, shorter when an
   outer deadline comes sooner: its interrupt (or Ctrl-C) lands between slices, or
@@ -43,16 +43,21 @@ from __future__ import annotations
 import contextlib
 import math
 import multiprocessing
+import multiprocessing.process
+import os
+import sys
 from typing import Any, Callable, TypeVar
 
 from ._delivery import protect
 from ._errors import ProcessCrashed, TimeoutExpired
-from ._process_child import BYE, forked_main, pack_call, unpack_reply
+from ._process_child import BYE, NotFoundInChild, forked_main, unpack_reply
+from ._process_pack import pack_call, track_local_classes
 from ._process_pool import (
     _BUSY,
     _DEAD,
     _IDLE,
     _STARTING,
+    CHILD_NAME,
     _finish,
     _Pool,
     _pool_for,
@@ -65,7 +70,7 @@ from ._process_tree import wait_dead
 from ._scope import remaining
 from ._seconds import clock
 
-__all__ = ("DEFAULT_START_METHOD", "call_in_process")
+__all__ = ("DEFAULT_START_METHOD", "call_in_process", "check_start_method")
 
 R = TypeVar("R")
 
@@ -77,6 +82,8 @@ START_TIMEOUT = 30.0
 SLICE = 0.05
 _MIN_SLICE = 0.002
 _ATTEMPTS = 3
+#: The exit code of a new child whose import of the main module made a call.
+_NO_MAIN_GUARD = 87
 
 #: Private test hook: called with the child's pid before each call is handed over.
 _dispatch_hook: Callable[[int], object] | None = None
@@ -119,33 +126,50 @@ def call_in_process(
         TypeError: The function, an argument or the result cannot travel between
             the processes; the message names it and says why.
         ValueError: ``start_method`` is unknown or not available.
-        BaseException: Whatever the function raised, with the child's traceback
-            as ``__cause__``.
+        BaseException: Whatever the function raised, its traceback going on
+            into the function's frames in the child.
     """
-    method = _check_start_method(start_method)
+    me = multiprocessing.process.current_process()
+    if getattr(me, "_inheriting", False) and me.name == CHILD_NAME:
+        # We are a new child of ours importing the caller's main module, whose top
+        # level made this call: leave quietly, and the caller explains (_await_ready).
+        os._exit(_NO_MAIN_GUARD)
+    method = check_start_method(start_method)
     if method == "fork":
         return _call_forked(function, args, kwargs, seconds=seconds, grace=grace, name=name)
     payload = pack_call(function, args, kwargs, name, method)
     pool = _pool_for(method)
-    for _attempt in range(_ATTEMPTS):
+    by_value = False
+    attempts = 0
+    while attempts < _ATTEMPTS:
         worker: _Worker | None = None
         try:
             worker = pool.acquire()
             if worker.state is _STARTING:
-                _await_ready(worker, grace, name)
+                _await_ready(worker, grace, name, method)
             reply = _run(pool, worker, payload, seconds=seconds, grace=grace, name=name)
         except BaseException:
             if worker is not None:
                 _discard_surely(pool, worker, grace)
             raise
-        if reply is not None:
-            pool.release(worker)
+        if reply is None:
+            pool.forget(worker)  # it retired before it read the call: try another
+            attempts += 1
+            continue
+        pool.release(worker)
+        try:
             return unpack_reply(reply, name)  # type: ignore[no-any-return]
-        pool.forget(worker)  # it retired before it read the call: try another
+        except NotFoundInChild:
+            if by_value:
+                raise
+        # The function never ran: send it again, by value (at most once).
+        by_value = True
+        payload = pack_call(function, args, kwargs, name, method, by_value=True)
     raise RuntimeError(f"no child process would take {name} after {_ATTEMPTS} attempts")
 
 
-def _check_start_method(start_method: str | None) -> str:
+def check_start_method(start_method: str | None) -> str:
+    """The start method to use for ``start_method``; ValueError if unknown or unavailable."""
     available = multiprocessing.get_all_start_methods()
     if start_method is None:
         return DEFAULT_START_METHOD if DEFAULT_START_METHOD in available else "spawn"
@@ -200,18 +224,30 @@ def _await_reply(
     return message
 
 
-def _await_ready(worker: _Worker, grace: float, name: str) -> None:
+def _await_ready(worker: _Worker, grace: float, name: str, method: str) -> None:
     try:
         message = _next_message(worker, clock() + START_TIMEOUT)
     except _ChildDied:
-        raise _died(worker, grace, name) from RuntimeError(
+        error = _died(worker, grace, name)
+        if isinstance(error, ProcessCrashed) and error.exitcode == _NO_MAIN_GUARD:
+            raise _no_main_guard(name, method) from None
+        raise error from RuntimeError(
             "the child process died while it started: under spawn and forkserver it "
-            "imports the main module again, so guard a script's own code with "
-            "`if __name__ == '__main__':` (its traceback is on stderr)"
+            "imports the main module again (its traceback is on stderr)"
         )
     if message is None:
         raise RuntimeError(f"the child process for {name} did not start in {START_TIMEOUT:g} s")
     worker.state = _IDLE
+
+
+def _no_main_guard(name: str, method: str) -> RuntimeError:
+    main = getattr(sys.modules.get("__main__"), "__file__", None)
+    where = "the main module" if main is None else os.path.basename(main)
+    return RuntimeError(
+        f'{where} needs `if __name__ == "__main__":` around the code that calls {name}: '
+        f"each child process started by {method!r} imports the main module again, and its "
+        f"top-level code called {name} there too (or pass start_method='fork')"
+    )
 
 
 def _next_message(worker: _Worker, until: float | None) -> bytes | None:
@@ -257,9 +293,7 @@ def _died(worker: _Worker, grace: float, name: str) -> BaseException:
         return exiting
     if code is None:
         return RuntimeError(f"lost contact with the process running {name}")
-    if code < 0:
-        return ProcessCrashed(name, signal=-code)
-    return ProcessCrashed(name, exitcode=code)
+    return ProcessCrashed(name, exitcode=code, pid=worker.pid)
 
 
 def _notify(worker: _Worker) -> None:
@@ -293,6 +327,7 @@ def _call_forked(
     grace: float,
     name: str,
 ) -> R:
+    track_local_classes(function, args, kwargs)
     worker: _Worker | None = None
     try:
         worker = _start_forked(function, args, kwargs)

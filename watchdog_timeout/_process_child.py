@@ -1,4 +1,4 @@
-"""What runs in the child process, and how calls and replies travel to and from it.
+"""What runs in the child process, and how its reply travels back.
 
 Design notes
 ------------
@@ -9,8 +9,6 @@ dies with it.
 
 Things that don't work:
 
-- Pickling a decorated module-level function: the name refers to the wrapper,
-  and pickle refuses the original ("not the same object as module.f").
 - ``PR_SET_PDEATHSIG`` alone: it fires when the parent *thread* exits, and the
   grandchildren of a dead child are still orphaned (``_process_tree`` kills them).
 - Keeping forkserver's "alive" pipe, which every forkserver child inherits: the
@@ -23,19 +21,20 @@ Solution:
   the child) and asks for SIGKILL when its parent dies (forkserver's single
   thread, or the parent's main thread: the caller decides which). It lets go of
   forkserver's "alive" pipe, so that the server, and then the child, does die
-  with the caller. This needs ctypes for one call, ``prctl(PR_SET_PDEATHSIG,
-  SIGKILL)``, which neither ``os`` nor ``signal`` offers and which a process can
-  only make for itself, so ctypes is imported here, in the child and on Linux
-  only (the package's other ctypes users are ``_async_raise`` and ``_frames``).
-- Calls travel as ``(module, qualname, co_name, co_firstlineno)``: the child
-  follows the qualified name and then ``__wrapped__``/``__func__`` until it
-  reaches the function whose code starts there (pebble's trampoline, without
-  registering anything). What cannot be found that way (lambdas, closures, an
-  interactive ``__main__``) is refused before any child is used. Arguments are
-  pickled in the caller first, and the culprit is named if that fails.
-- Results and exceptions come back pickled; the child's traceback comes as text
-  and is attached as ``__cause__`` (a ``_ChildTraceback``), on every version, as
-  ``concurrent.futures`` does. An exception that cannot travel becomes a
+  with the caller. It also makes itself a subreaper: orphans of its descendants
+  are reparented to it rather than to init, so they stay in the tree that is
+  killed at the deadline, and it reaps those that end in other process groups
+  after each call (``_process_tree.reap_adopted``). This needs ctypes for
+  ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` and ``prctl(PR_SET_CHILD_SUBREAPER)``,
+  which neither ``os`` nor ``signal`` offers and which a process can only make
+  for itself, so ctypes is imported here, in the child and on Linux only (the
+  package's other ctypes users are ``_async_raise`` and ``_frames``).
+- The call comes pickled, by reference or by value (``_process_pack``).
+- Results and exceptions come back pickled. An exception comes with its
+  frames, rebuilt in the caller after the caller's own (``_process_traceback``);
+  if it was chained in the child, the child's whole traceback comes as text too
+  and is attached as ``__cause__`` (a ``_ChildTraceback``, as
+  ``concurrent.futures`` does). An exception that cannot travel becomes a
   ``RuntimeError`` that names its type and message.
 - A pooled child says READY once started, then answers each call; with no call
   for ``idle_timeout`` it says BYE and exits (a call sent to it at that moment
@@ -46,13 +45,10 @@ Solution:
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import math
 import multiprocessing.connection
 import os
 import pickle
-import reprlib
 import select
 import signal
 import sys
@@ -63,24 +59,26 @@ from typing import Any, Callable
 
 from . import _delivery
 from ._errors import TimeoutExpired, _Interrupt
+from ._process_pack import PROTOCOL, Target, describe, dumps, resolve
+from ._process_traceback import frames_of, rebuild
+from ._process_tree import reap_adopted
 
 __all__ = (
     "BYE",
     "READY",
+    "NotFoundInChild",
     "detach_forkserver",
     "forked_main",
-    "pack_call",
     "unpack_reply",
     "worker_main",
 )
 
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
 #: What a pooled child sends once it is started, and when it retires unasked.
 READY, BYE = b"R", b"B"
 
-#: What the child is told to call: ("ref", module, qualname, co_name, firstlineno),
-#: ("method", bound_to, ref) or ("value", callable).
-Target = tuple[Any, ...]
+
+class NotFoundInChild(TypeError):
+    """The child could not find something named in the call: send it by value."""
 
 
 class _ChildTraceback(Exception):
@@ -95,150 +93,6 @@ class _ChildTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.text.rstrip()}\n"""'
-
-
-# --- what travels: the call ------------------------------------------------------
-
-
-def pack_call(
-    function: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    name: str,
-    method: str,
-) -> bytes:
-    """The call pickled for the child: ``(target, args, kwargs)``.
-
-    Raises:
-        TypeError: The child could not find ``function``, or something cannot be
-            pickled; the message names it and says why.
-    """
-    target = _target_of(function, name, method)
-    try:
-        return pickle.dumps((target, args, kwargs), protocol=_PROTOCOL)
-    except Exception as exc:
-        raise _unpicklable(function, target, args, kwargs, name=name, error=exc) from exc
-
-
-def _target_of(function: Callable[..., Any], name: str, method: str) -> Target:
-    """How the child will find ``function``: by reference where it can be, else by value."""
-    bound_to: Any = None
-    func: Any = function
-    if isinstance(function, types.MethodType):
-        bound_to, func = function.__self__, function.__func__
-    if type(func) is not types.FunctionType:
-        return ("value", function)  # builtins, partials, callable objects: pickled
-    code = func.__code__
-    ref = ("ref", func.__module__, func.__qualname__, code.co_name, code.co_firstlineno)
-    problem = _unreachable(func)
-    if problem is not None:
-        raise TypeError(
-            f"{name} cannot run in a child process started by {method!r}: {problem}. "
-            "Define it at module level (a decorated function is found through its "
-            "module and __wrapped__), or pass start_method='fork'"
-        )
-    return ref if bound_to is None else ("method", bound_to, ref)
-
-
-def _unreachable(func: types.FunctionType) -> str | None:
-    """Why a child process could not find ``func`` by its qualified name, or None."""
-    module, qualname = func.__module__, func.__qualname__
-    if "<lambda>" in qualname:
-        return "it is a lambda"
-    if "<locals>" in qualname:
-        return "it is defined inside another function"
-    if module == "__main__":
-        main = sys.modules.get("__main__")
-        spec = getattr(main, "__spec__", None)
-        if spec is None and getattr(main, "__file__", None) is None:
-            return "it is defined in an interactive session, which a new process cannot import"
-        if spec is not None and spec.name.rpartition(".")[2] == "__main__":
-            return f"it is defined in {spec.name}, which a new process cannot import"
-    if module not in sys.modules:
-        return f"its module {module!r} is not imported"
-    code = func.__code__
-    try:
-        found = _resolve(module, qualname, code.co_name, code.co_firstlineno)
-    except Exception as exc:
-        return f"{module}.{qualname} cannot be looked up ({type(exc).__name__}: {exc})"
-    if found is not func:
-        return f"{module}.{qualname} does not lead to it (was the name rebound?)"
-    return None
-
-
-def _resolve(module: str, qualname: str, co_name: str, firstlineno: int) -> Any:
-    """Follow ``module.qualname``, then ``__wrapped__``/``__func__``, to the function
-    whose code is ``co_name`` at ``firstlineno`` (the trampoline)."""
-    obj: Any = sys.modules.get(module) or importlib.import_module(module)
-    for part in qualname.split("."):
-        if isinstance(obj, type):
-            # Look in the class dict: getattr would bind, or run a descriptor.
-            owner = next((k for k in obj.__mro__ if part in vars(k)), None)
-            obj = vars(owner)[part] if owner is not None else getattr(obj, part)
-        else:
-            obj = getattr(obj, part)
-    for _depth in range(100):
-        # type(), not isinstance(): a wrapt proxy claims its wrapped function's class.
-        if type(obj) is types.FunctionType:
-            code = obj.__code__
-            if code.co_name == co_name and code.co_firstlineno == firstlineno:
-                return obj
-        inner = getattr(obj, "__wrapped__", None)
-        if inner is None:
-            inner = getattr(obj, "__func__", None)
-        if inner is None or inner is obj:
-            break
-        obj = inner
-    raise LookupError(f"{module}.{qualname} leads to no function defined at line {firstlineno}")
-
-
-def _unpicklable(
-    function: Callable[..., Any],
-    target: Target,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    *,
-    name: str,
-    error: Exception,
-) -> TypeError:
-    """A TypeError that names what cannot be pickled and why."""
-    names = _parameter_names(function)
-    suspects: list[tuple[str, object]] = []
-    if target[0] == "value":
-        suspects.append(("the callable itself", target[1]))
-    elif target[0] == "method":
-        suspects.append(("the object the method is bound to", target[1]))
-    for index, value in enumerate(args):
-        label = f"`{names[index]}`" if index < len(names) else f"#{index + 1}"
-        suspects.append((f"argument {label}", value))
-    suspects.extend((f"argument `{key}`", value) for key, value in kwargs.items())
-    for label, value in suspects:
-        try:
-            pickle.dumps(value, protocol=_PROTOCOL)
-        except Exception as exc:
-            return TypeError(
-                f"cannot send {label} of {name} to the child process: {_describe(value)} "
-                f"cannot be pickled ({type(exc).__name__}: {exc}); pass something "
-                "picklable, or create it inside the function"
-            )
-    return TypeError(
-        f"cannot send the call {name} to the child process: {type(error).__name__}: {error}"
-    )
-
-
-def _parameter_names(function: Callable[..., Any]) -> list[str]:
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return [p.name for p in parameters if p.kind in positional]
-
-
-def _describe(value: object) -> str:
-    kind = type(value)
-    module = "" if kind.__module__ == "builtins" else f"{kind.__module__}."
-    return f"{module}{kind.__qualname__} {reprlib.repr(value)}"
 
 
 # --- what travels: the reply -------------------------------------------------------
@@ -257,26 +111,34 @@ def unpack_reply(message: bytes, name: str) -> Any:
         return reply[1]
     if kind == "unsendable":
         raise TypeError(f"{name} returned {reply[1]}, so it cannot be sent back from the child")
-    if kind == "unusable":
-        raise TypeError(
+    if kind in ("unusable", "unfound"):
+        error_class = NotFoundInChild if kind == "unfound" else TypeError
+        raise error_class(
             f"{name} could not be set up in the child process: {reply[1]}"
         ) from _ChildTraceback(reply[2])
-    _kind, data, type_name, text, tb, why = reply
+    _kind, data, type_name, text, tb_text, frames, chained, why = reply
     error: BaseException | None = None
     if data is not None:
         try:
             error = pickle.loads(data)
         except Exception as exc:
             why = f"it cannot be rebuilt in this process: {type(exc).__name__}: {exc}"
+    cause: BaseException | None = None
     if not isinstance(error, BaseException):
         error = RuntimeError(
             f"{name} raised {type_name}: {text} (the exception itself could not be "
             f"sent back from the child process: {why})"
         )
+        cause = _ChildTraceback(tb_text)
+    tb = rebuild(frames)
+    if cause is None and (chained or (frames and tb is None)):
+        # The child's chain, or frames that could not be rebuilt: as text.
+        cause = _ChildTraceback(tb_text)
     try:
-        raise error from _ChildTraceback(tb)
+        # The function's own frames follow ours, as if the call had been made here.
+        raise error.with_traceback(tb) from cause
     finally:
-        del error
+        del error, cause, tb
 
 
 # --- the child's side ------------------------------------------------------------
@@ -309,6 +171,7 @@ def worker_main(
             if os.getpid() != me:
                 os._exit(0)  # a copy made by os.fork() in the function: it must not answer
             conn.send_bytes(reply)
+            reap_adopted()
     except (EOFError, OSError):
         pass  # the parent closed our socket, or has gone
     finally:
@@ -333,8 +196,11 @@ def _serve(job: bytes, cache: dict[Target, Callable[..., Any]]) -> bytes:
         target, args, kwargs = pickle.loads(job)
         function = _callable_of(target, cache)
     except BaseException as exc:
+        # Something named is not here (defined under the main module's guard, or
+        # set at run time): the caller sends it again by value.
+        kind = "unfound" if isinstance(exc, (LookupError, AttributeError, ImportError)) else ""
         detail = f"{type(exc).__name__}: {exc}"
-        return pickle.dumps(("unusable", detail, _format(exc)), protocol=_PROTOCOL)
+        return pickle.dumps((kind or "unusable", detail, _format(exc)), protocol=PROTOCOL)
     return _call_and_pack(function, args, kwargs)
 
 
@@ -345,7 +211,7 @@ def _callable_of(target: Target, cache: dict[Target, Callable[..., Any]]) -> Cal
     ref = target[2] if kind == "method" else target
     function = cache.get(ref)
     if function is None:
-        function = cache[ref] = _resolve(*ref[1:])
+        function = cache[ref] = resolve(*ref[1:])
     if kind == "method":
         return types.MethodType(function, target[1])
     return function
@@ -359,10 +225,10 @@ def _call_and_pack(function: Callable[..., Any], args: Any, kwargs: Any) -> byte
     finally:
         del args, kwargs
     try:
-        return pickle.dumps(("ok", result), protocol=_PROTOCOL)
+        return dumps(("ok", result))
     except Exception as exc:
-        what = f"{_describe(result)}, which cannot be pickled ({type(exc).__name__}: {exc})"
-        return pickle.dumps(("unsendable", what), protocol=_PROTOCOL)
+        what = f"{describe(result)}, which cannot be pickled ({type(exc).__name__}: {exc})"
+        return pickle.dumps(("unsendable", what), protocol=PROTOCOL)
 
 
 def _pack_exception(exc: BaseException) -> bytes:
@@ -378,10 +244,15 @@ def _pack_exception(exc: BaseException) -> bytes:
     data: bytes | None
     why = ""
     try:
-        data = pickle.dumps(exc, protocol=_PROTOCOL)
+        data = dumps(exc)
     except Exception as error:
         data, why = None, f"{type(error).__name__}: {error}"
-    return pickle.dumps(("raised", data, type_name, text, _format(exc), why), protocol=_PROTOCOL)
+    chained = exc.__cause__ is not None or (
+        exc.__context__ is not None and not exc.__suppress_context__
+    )
+    frames = frames_of(exc, __file__)
+    reply = ("raised", data, type_name, text, _format(exc), frames, chained, why)
+    return pickle.dumps(reply, protocol=PROTOCOL)
 
 
 def _format(exc: BaseException) -> str:
@@ -396,25 +267,32 @@ def _prepare_child(parent_death: bool) -> None:
     parent = os.getppid()
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # a group of its own: Ctrl-C at the terminal goes to the parent
-    if parent_death:
-        _die_with_parent()
+    _prctl(parent_death)
     detach_forkserver()
     _reset_signals()
     if parent_death and os.getppid() != parent:
         os._exit(1)  # the parent died before the parent-death signal was armed
 
 
-def _die_with_parent() -> None:
+def _prctl(parent_death: bool) -> None:
+    """Linux: die with the parent (if asked), and adopt the orphans of our descendants."""
     if not sys.platform.startswith("linux"):
         return
-    # The child's only use of ctypes, on Linux: prctl(PR_SET_PDEATHSIG, SIGKILL).
+    # The child's only use of ctypes, on Linux: two prctl() calls.
     import ctypes  # noqa: PLC0415
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+        if parent_death:
+            libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+        # An orphan (a daemon's double fork, `setsid cmd &` from a shell that exits)
+        # comes to us instead of init, so it stays in the tree that is killed.
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+_PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 
 
 def detach_forkserver(*, forget_server: bool = False) -> None:

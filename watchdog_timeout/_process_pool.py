@@ -65,8 +65,11 @@ from ._process_child import detach_forkserver, worker_main
 from ._process_tree import stop_tree, wait_dead
 from ._seconds import clock
 
-__all__ = ("IDLE_TIMEOUT", "MAX_IDLE")
+__all__ = ("CHILD_NAME", "IDLE_TIMEOUT", "MAX_IDLE")
 
+#: The name of every child process we start (``multiprocessing`` sets it in the
+#: child before it imports the main module).
+CHILD_NAME = "watchdog_timeout-process"
 #: Idle children kept per start method.
 MAX_IDLE = 4
 #: Seconds an idle child waits for a call before it exits by itself (None: never).
@@ -295,7 +298,7 @@ def start_worker(context: Any, target: Any, args: tuple[Any, ...]) -> _Worker:
     process = context.Process(
         target=target,
         args=(child_end, *args),
-        name="watchdog_timeout-process",
+        name=CHILD_NAME,
         daemon=False,
     )
     # Inside a daemonic process (a multiprocessing.Pool worker) start() refuses to

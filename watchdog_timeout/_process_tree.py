@@ -14,6 +14,9 @@ Things that don't work:
   kernels (this project's VMs) lack.
 - Signalling the tree while it runs: a process can fork between the scan that
   finds it and the signal, and its new child escapes to init.
+- Following parent pids alone: a process whose parent exits (a daemon's double
+  fork, ``setsid cmd &`` from a shell that exits) is reparented to init, and
+  the scan no longer finds it.
 
 Solution: SIGSTOP the child, then scan ``/proc/*/stat`` (~1 ms for 70
 processes) for its descendants and their groups, stopping each, until no new
@@ -22,6 +25,9 @@ nobody escapes to init); then SIGTERM and SIGCONT to all, a bounded wait
 (``grace``) for the child, SIGKILL to what is left (checked by start time
 against pid reuse), and a bounded reap. This reaches nested calls' children in
 their own groups and grandchildren that called ``setsid``; never our own group.
+On Linux the child is a subreaper (``_process_child``), so orphans of its
+descendants are reparented to it and found as its children; ``reap_adopted``
+reaps those that end between calls.
 The child is reported stopped unless it outlived SIGKILL (D state). Without
 ``/proc`` (macOS) only the child and its group are signalled.
 """
@@ -29,6 +35,7 @@ The child is reported stopped unless it outlived SIGKILL (D state). Without
 from __future__ import annotations
 
 import contextlib
+import multiprocessing.process
 import os
 import signal
 import time
@@ -36,10 +43,13 @@ from typing import Any
 
 from ._seconds import clock
 
-__all__ = ("stop_tree", "wait_dead")
+__all__ = ("reap_adopted", "stop_tree", "wait_dead")
 
 _MIN_REAP = 0.5
 _FREEZE_ROUNDS = 8
+#: The fewest seconds between two scans for adopted orphans to reap.
+_REAP_INTERVAL = 1.0
+_last_reap = -_REAP_INTERVAL
 
 #: pid -> (ppid, pgid, start time), from /proc.
 ProcessTable = dict[int, tuple[int, int, bytes]]
@@ -78,6 +88,35 @@ def wait_dead(process: Any, timeout: float) -> bool:
         time.sleep(min(pause, left))
         pause = min(pause * 2, 0.02)
     return True
+
+
+def reap_adopted() -> None:
+    """In a child that is a subreaper: reap the ended orphans it adopted.
+
+    Only ended children in another process group (daemons call setsid) and not
+    started by ``multiprocessing``: a child the function started itself and
+    still means to wait for stays in our group. Cheap when there is nothing to
+    reap (one ``waitid``); the ``/proc`` scan runs at most once per
+    ``_REAP_INTERVAL``.
+    """
+    global _last_reap
+    try:
+        ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except (ChildProcessError, AttributeError):  # no children; no waitid (macOS)
+        return
+    if ended is None or clock() - _last_reap < _REAP_INTERVAL:
+        return
+    _last_reap = clock()
+    table = _process_table()
+    if table is None:
+        return
+    me, group = os.getpid(), os.getpgrp()
+    children = getattr(multiprocessing.process, "_children", ())
+    known = {getattr(child, "pid", None) for child in children}
+    for pid, (ppid, pgid, _start) in table.items():
+        if ppid == me and pgid != group and pid not in known:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # reaps it if it ended, else nothing
 
 
 def _freeze(root: int | None, group: int) -> tuple[dict[int, bytes], set[int]]:
