@@ -10,6 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from watchdog_timeout import _async_raise
+
+# Tests import the C bindings by name: bind them before any test module is imported
+# (the library itself binds them where a thread first uses it, never at import).
+_async_raise.ensure_loaded()
+
 #: Threads of our own that legitimately outlive a test: the monitor and idle workers.
 OWN_THREAD_PREFIX = "watchdog_timeout-"
 

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +26,7 @@ from watchdog_timeout import (
     remaining,
     timeout,
 )
+from watchdog_timeout._decorator import DEFAULT_GRACE
 
 # --- results and errors pass through --------------------------------------------
 
@@ -564,3 +566,36 @@ def test_on_expire_unblocks_the_call_before_it_is_interrupted(isolation: str) ->
 def test_on_expire_is_refused_for_processes() -> None:
     with pytest.raises(ValueError, match="on_expire"):
         timeout(1, isolation="process", on_expire=print)
+
+
+def test_import_does_not_load_heavy_modules() -> None:
+    # asyncio, multiprocessing, inspect, wrapt, ctypes, logging: imported when a
+    # feature needs them, never by `import watchdog_timeout` itself.
+    code = (
+        "import sys, watchdog_timeout; "
+        "heavy = ('asyncio', 'multiprocessing', 'inspect', 'wrapt', 'ctypes', 'logging', "
+        "'dis', 'cloudpickle', 'decimal'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_default_grace_answers_a_blocked_call_soon_after_its_limit() -> None:
+    assert DEFAULT_GRACE <= 0.15
+    with assert_takes_about(0.1 + DEFAULT_GRACE, slack=0.6), pytest.raises(TimeoutExpired) as e:
+        timeout(0.1)(time.sleep)(2)
+    assert not e.value.stopped
+
+
+def test_bare_decorator_says_what_happened_and_how_to_fix_it() -> None:
+    @timeout  # type: ignore[arg-type]  # the mistake: no parentheses
+    def fetch(url: str) -> str:
+        return url
+
+    with pytest.raises(
+        TypeError, match=r"fetch\(\) was decorated with a bare @timeout.*@timeout\(seconds\)"
+    ):
+        fetch("https://example.org")  # type: ignore[arg-type]

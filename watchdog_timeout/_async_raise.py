@@ -37,7 +37,6 @@ when the function is called; importing this module always works.
 
 from __future__ import annotations
 
-import struct
 import sys
 import threading
 from typing import Callable, Union
@@ -45,6 +44,7 @@ from typing import Callable, Union
 __all__ = (
     "ThreadOrIdent",
     "can_clear",
+    "ensure_loaded",
     "clear_async_exc",
     "raise_in",
     "send_async_exc",
@@ -52,7 +52,7 @@ __all__ = (
 )
 
 #: The largest ident the C call can take: an ``unsigned long``.
-_MAX_IDENT = 2 ** (8 * struct.calcsize("L")) - 1
+_MAX_IDENT = 2 ** (64 if sys.maxsize > 2**32 and sys.platform != "win32" else 32) - 1
 
 #: A thread, as a ``threading.Thread`` or as its ``ident``.
 ThreadOrIdent = Union[threading.Thread, int]
@@ -106,9 +106,21 @@ def _load() -> None:
     send_async_exc = raise_in_thread
 
 
-# Load now: importing ctypes later, in the monitor thread, costs a GIL switch per
-# file read while the thread it must interrupt is busy (measured: 70 ms).
-_load()
+_loaded = False
+
+
+def ensure_loaded() -> None:
+    """Bind the C functions, once, in the calling thread.
+
+    Called where a thread first uses the library (its first scope, ``async_raise``,
+    ``kill()``, ``Watchdog.start()``), never at import (ctypes costs an import) and
+    never in the monitor: importing ctypes there costs a GIL switch per file read
+    while the thread it must interrupt is busy (measured: 70 ms).
+    """
+    global _loaded
+    if not _loaded:
+        _load()
+        _loaded = True
 
 
 def raise_in(ident: int, exc_type: type[BaseException]) -> int:
@@ -117,6 +129,7 @@ def raise_in(ident: int, exc_type: type[BaseException]) -> int:
     Raises:
         RuntimeError: The interpreter cannot raise in another thread.
     """
+    ensure_loaded()
     if send_async_exc is None:
         raise RuntimeError(_unsupported)
     return send_async_exc(ident, exc_type)
@@ -124,11 +137,13 @@ def raise_in(ident: int, exc_type: type[BaseException]) -> int:
 
 def can_clear() -> bool:
     """Whether a queued exception can be withdrawn (CPython: yes, PyPy: no)."""
+    ensure_loaded()
     return withdraw_async_exc is not None
 
 
 def clear_async_exc(ident: int) -> None:
     """Withdraw the exception queued on thread ``ident``, if any and if possible."""
+    ensure_loaded()
     if withdraw_async_exc is not None:
         withdraw_async_exc(ident, None)
 

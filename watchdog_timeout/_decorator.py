@@ -18,14 +18,11 @@ Things that don't work:
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Union
 
-import wrapt
-
 from ._errors import TimeoutExpired, _Interrupt
+from ._frames import function_kind
 from ._scope import Deadline, check_callback, check_exception_class
 from ._seconds import Seconds, check_seconds
 from ._worker import run_in_worker
@@ -43,7 +40,7 @@ if TYPE_CHECKING:
 __all__ = ("DEFAULT_GRACE", "timeout")
 
 #: Seconds the caller waits, after the limit, for interrupted code to stop.
-DEFAULT_GRACE = 0.5
+DEFAULT_GRACE = 0.1
 
 #: What ``seconds`` accepts: a number of seconds, None, or a function of the
 #: call's arguments that returns one of those.
@@ -91,7 +88,9 @@ def timeout(
             returns; arguments and results must pickle. ``async def`` functions
             are always limited on their own event loop.
         grace: Seconds to wait, after the limit, for the code to stop (and, with
-            processes, between SIGTERM and SIGKILL).
+            processes, between SIGTERM and SIGKILL); 0.1 by default: Python code
+            stops within milliseconds, and code that does not is interrupted
+            again as soon as it runs Python.
         label: The name reported in TimeoutExpired (default: the function's).
         start_method: With ``isolation="process"``: the multiprocessing start
             method (default ``"forkserver"``; ``"fork"`` only when asked for).
@@ -128,42 +127,21 @@ def timeout(
             return fixed
 
         computed = False
-    checked_grace = check_seconds(grace, "grace")
-    if checked_grace is None:
-        raise ValueError(f"`grace` must be a finite number of seconds, got {grace!r}")
-    if isolation not in _ISOLATIONS:
-        raise ValueError(f"`isolation` must be 'thread', 'inline' or 'process', got {isolation!r}")
-    if label is not None and not isinstance(label, str):
-        raise TypeError(f"`label` must be a string or None, got {label!r}")
-    check_callback(on_expire)
+    checked_grace = _check_options(grace, isolation, label, on_expire, start_method)
     chosen = check_exception_class(exception)
-    if on_expire is not None and isolation == "process":
-        raise ValueError(
-            "`on_expire` does not apply to isolation='process': the child is killed at "
-            f"the limit; got {on_expire!r}"
-        )
-    if start_method is not None and isolation != "process":
-        raise ValueError(
-            f"`start_method` applies to isolation='process', not {isolation!r}: "
-            f"got {start_method!r}"
-        )
-    if isolation == "process":
-        from ._process import check_start_method  # noqa: PLC0415 (multiprocessing: only when used)
 
-        check_start_method(start_method)  # a typo is refused here, not at the first call
-
-    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+    def decorate(*decorated: Any, **unexpected: Any) -> Any:
+        target = getattr(decorated[0], "__func__", decorated[0]) if decorated else None
+        if len(decorated) != 1 or unexpected or not callable(target):
+            raise _bare_decorator_error(seconds, decorated, unexpected)
+        function: Callable[..., Any] = decorated[0]
         plain = getattr(function, "__func__", function)  # under @classmethod/@staticmethod
-        if inspect.isgeneratorfunction(plain) or inspect.isasyncgenfunction(plain):
+        kind = function_kind(plain)
+        if kind in ("generator", "async generator"):
             raise TypeError(
                 f"timeout() cannot limit the generator function {plain.__qualname__}: "
                 "calling it only creates the generator. Limit the code that consumes "
                 "it instead, with `with deadline(seconds):` around the loop."
-            )
-        if not callable(plain):
-            raise TypeError(
-                f"timeout() decorates functions, got {function!r}; "
-                "for a bare @timeout, write @timeout(seconds)"
             )
         qualname = getattr(plain, "__qualname__", repr(plain))
         name = label if label is not None else f"{qualname}()"
@@ -176,7 +154,9 @@ def timeout(
                 return limit(instance, *args, **kwargs)
             return limit(*args, **kwargs)
 
-        if inspect.iscoroutinefunction(plain):
+        import wrapt  # noqa: PLC0415 (an import that costs: only once something is decorated)
+
+        if kind == "coroutine":
             if isolation == "process":
                 raise ValueError(
                     f"isolation='process' cannot run the coroutine function {qualname}; "
@@ -242,6 +222,54 @@ def timeout(
     return decorate
 
 
+def _check_options(
+    grace: object,
+    isolation: object,
+    label: object,
+    on_expire: object,
+    start_method: str | None,
+) -> float:
+    """Validate timeout()'s options at decoration; return the grace in seconds."""
+    checked_grace = check_seconds(grace, "grace")
+    if checked_grace is None:
+        raise ValueError(f"`grace` must be a finite number of seconds, got {grace!r}")
+    if isolation not in _ISOLATIONS:
+        raise ValueError(f"`isolation` must be 'thread', 'inline' or 'process', got {isolation!r}")
+    if label is not None and not isinstance(label, str):
+        raise TypeError(f"`label` must be a string or None, got {label!r}")
+    check_callback(on_expire)
+    if on_expire is not None and isolation == "process":
+        raise ValueError(
+            "`on_expire` does not apply to isolation='process': the child is killed at "
+            f"the limit; got {on_expire!r}"
+        )
+    if start_method is not None and isolation != "process":
+        raise ValueError(
+            f"`start_method` applies to isolation='process', not {isolation!r}: "
+            f"got {start_method!r}"
+        )
+    if isolation == "process":
+        from ._process import check_start_method  # noqa: PLC0415 (multiprocessing: only when used)
+
+        check_start_method(start_method)  # a typo is refused here, not at the first call
+    return checked_grace
+
+
+def _bare_decorator_error(
+    seconds: object, decorated: tuple[Any, ...], unexpected: dict[str, Any]
+) -> TypeError:
+    """The error for a decorator called with something other than one function."""
+    got = ", ".join([*(repr(a) for a in decorated), *(f"{k}={v!r}" for k, v in unexpected.items())])
+    if callable(seconds) and getattr(seconds, "__name__", "<lambda>") != "<lambda>":
+        name = getattr(seconds, "__qualname__", repr(seconds))
+        return TypeError(
+            f"{name}() was decorated with a bare @timeout, without parentheses: timeout "
+            f"took {name} as its limit and this call's arguments ({got}) as the function "
+            "to decorate. Write @timeout(seconds) above it"
+        )
+    return TypeError(f"timeout(...) decorates functions, one at a time; got ({got})")
+
+
 def _inline(
     function: Callable[..., Any],
     args: tuple[Any, ...],
@@ -286,6 +314,8 @@ async def _chosen(chosen: type[BaseException] | None, awaitable: Any) -> Any:
 
 async def _limit_coroutine(coroutine: Any, seconds: float | None, name: str) -> Any:
     """Await ``coroutine``, cancelling its task after ``seconds``; as asyncio.timeout."""
+    import asyncio  # noqa: PLC0415 (loaded already: a coroutine is running)
+
     if seconds is None:
         return await coroutine
     loop = asyncio.get_running_loop()

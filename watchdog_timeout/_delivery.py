@@ -50,7 +50,6 @@ from types import CodeType, FrameType
 from typing import Any, Callable, Protocol
 
 from . import _async_raise, _errors
-from ._async_raise import withdraw_async_exc
 from ._errors import _Interrupt, _LateTimeoutExpired
 from ._frames import (
     EDGE,
@@ -215,6 +214,7 @@ def current_state() -> ThreadState:
     try:
         return _local.state  # type: ignore[no-any-return]
     except AttributeError:
+        _async_raise.ensure_loaded()  # here, in a thread of the user's: see there
         state = _local.state = ThreadState(threading.current_thread())
         _states[state.ident] = state
         if state.is_main:
@@ -237,7 +237,7 @@ def withdraw_pending(state: ThreadState) -> bool:
     if not state.sent:
         return False
     state.sent = False
-    withdraw = withdraw_async_exc
+    withdraw = _async_raise.withdraw_async_exc
     if withdraw is not None:
         withdraw(state.ident, None)  # a C call: nothing lands between the test and this
     return True

@@ -36,9 +36,8 @@ pause to every check point it can reach next.
 
 from __future__ import annotations
 
-import contextlib
-import dis
 import enum
+import opcode
 import sys
 import warnings
 from collections.abc import Mapping
@@ -55,6 +54,7 @@ __all__ = (
     "Where",
     "edge_escapes",
     "edge_is_the_only_check_point",
+    "function_kind",
     "is_with_entry",
     "marker_at_enter",
     "may_be_exiting",
@@ -91,6 +91,13 @@ if _BLOCK_STACK:
     except ImportError:  # an interpreter built without it: frames count as inside
         _BLOCK_STACK = False
 _HANDLER_UNIT = 2 if sys.version_info >= (3, 10) else 1  # 3.10 counts instructions
+
+
+def _instructions(code: CodeType) -> Any:
+    import dis  # noqa: PLC0415 (a costly import, needed only when code is analysed)
+
+    return dis.get_instructions(code)
+
 
 # (start, end, target) in bytes, end exclusive.
 _Table = list[tuple[int, int, int]]
@@ -141,7 +148,7 @@ def _handler_at(table: _Table, offset: int) -> int | None:
 
 _EXITING = frozenset(
     name
-    for name in dis.opname
+    for name in opcode.opname
     if name.startswith(("CALL", "PRECALL"))
     or name in ("WITH_EXCEPT_START", "BEFORE_WITH", "SETUP_WITH", "CACHE")
     # 3.9/3.10 check for interrupts between POP_BLOCK and the call of __exit__.
@@ -157,7 +164,7 @@ def may_be_exiting(frame: FrameType) -> bool:
     (or, on 3.9/3.10, at the instructions that prepare the call).
     """
     lasti = frame.f_lasti
-    return lasti >= 0 and dis.opname[frame.f_code.co_code[lasti]] in _EXITING
+    return lasti >= 0 and opcode.opname[frame.f_code.co_code[lasti]] in _EXITING
 
 
 def _back_jumps_of(code: CodeType) -> dict[int, int]:
@@ -165,20 +172,20 @@ def _back_jumps_of(code: CodeType) -> dict[int, int]:
     if jumps is None:
         jumps = _back_jumps[code] = {
             instruction.offset: int(instruction.argval)
-            for instruction in dis.get_instructions(code)
+            for instruction in _instructions(code)
             if "JUMP_BACKWARD" in instruction.opname and "NO_INTERRUPT" not in instruction.opname
         }
     return jumps
 
 
-def _instruction_at(code: CodeType, offset: int) -> dis.Instruction | None:
-    for instruction in dis.get_instructions(code):
+def _instruction_at(code: CodeType, offset: int) -> Any:
+    for instruction in _instructions(code):
         if instruction.offset == offset:
             return instruction
     return None
 
 
-_EXTENDED_ARG = dis.opmap.get("EXTENDED_ARG", -1)
+_EXTENDED_ARG = opcode.opmap.get("EXTENDED_ARG", -1)
 
 
 def _skip_prefixes(code: CodeType, lasti: int) -> int:
@@ -228,7 +235,7 @@ def is_with_entry_at(
     )
 
 
-_LAYOUT = with_entry_layout(dis.opmap) if sys.implementation.name == "cpython" else None
+_LAYOUT = with_entry_layout(opcode.opmap) if sys.implementation.name == "cpython" else None
 if _LAYOUT is None and sys.implementation.name == "cpython":
     warnings.warn(
         f"watchdog_timeout does not know how CPython {sys.version.split()[0]} compiles "
@@ -241,11 +248,41 @@ if _LAYOUT is None and sys.implementation.name == "cpython":
 
 def is_with_entry(code: CodeType, lasti: int) -> bool:
     """Whether the instruction at ``lasti`` of ``code`` is calling a ``__enter__``."""
-    return is_with_entry_at(code.co_code, lasti, dis.opmap, _LAYOUT)
+    return is_with_entry_at(code.co_code, lasti, opcode.opmap, _LAYOUT)
 
 
-_CONTEXTLIB = contextlib.__file__
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, ...
+_CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
+
+
+def function_kind(function: object) -> str:
+    """ "coroutine", "generator", "async generator" or "plain", as ``inspect`` would say.
+
+    Without importing ``inspect`` (a costly import) unless the program already has:
+    only then can a function be marked with ``inspect.markcoroutinefunction``.
+    """
+    inspect = sys.modules.get("inspect")
+    if inspect is not None:
+        if inspect.iscoroutinefunction(function):
+            return "coroutine"
+        if inspect.isasyncgenfunction(function):
+            return "async generator"
+        return "generator" if inspect.isgeneratorfunction(function) else "plain"
+    functools = sys.modules.get("functools")
+    for _ in range(100):  # bounded: unwrap methods and partials
+        if functools is not None and isinstance(function, functools.partial):
+            function = function.func
+        elif hasattr(function, "__func__"):
+            function = function.__func__
+        else:
+            break
+    code = getattr(function, "__code__", None)
+    flags = code.co_flags if isinstance(code, CodeType) else 0
+    if flags & _CO_COROUTINE:
+        return "coroutine"
+    if flags & _CO_ASYNC_GENERATOR:
+        return "async generator"
+    return "generator" if flags & _CO_GENERATOR else "plain"
 
 
 def with_frame(
@@ -261,17 +298,19 @@ def with_frame(
     called in a block, a manual ``__enter__()``): then the scope's block is not known
     from frames, and the scope is bounded by its own exit alone.
     """
+    contextlib = sys.modules.get("contextlib")  # none of its frames without it
+    contextlib_file = getattr(contextlib, "__file__", None)
     frame: FrameType | None = caller
     while frame is not None:
         code = frame.f_code
         back = frame.f_back
         if (
             code in transparent
-            or code.co_filename == _CONTEXTLIB
+            or code.co_filename == contextlib_file
             or (
                 code.co_flags & _GENERATOR_FLAGS
                 and back is not None
-                and back.f_code.co_filename == _CONTEXTLIB
+                and back.f_code.co_filename == contextlib_file
             )
         ):
             frame = back  # contextlib and the @contextmanager body it drives
@@ -284,9 +323,9 @@ def with_frame(
 
 def _next_offset(code: CodeType, lasti: int) -> int:
     found = False
-    for instruction in dis.get_instructions(code):
+    for instruction in _instructions(code):
         if found:
-            return instruction.offset
+            return int(instruction.offset)
         found = instruction.offset == lasti
     return lasti + 2
 
@@ -302,11 +341,11 @@ def resolve_marker(code: CodeType, lasti: int) -> Marker:
         table = _parse_exception_table(code)
         # After the with-entry the block starts at the next instruction; a call
         # (such as ExitStack.enter_context) sits inside the block that holds the scope.
-        opname = dis.opname[code.co_code[lasti]]
+        opname = opcode.opname[code.co_code[lasti]]
         if opname == "BEFORE_WITH":
             lasti += 2
         elif _LAYOUT == "LOAD_SPECIAL" and is_with_entry_at(
-            code.co_code, lasti, dis.opmap, _LAYOUT
+            code.co_code, lasti, opcode.opmap, _LAYOUT
         ):
             lasti = _next_offset(code, lasti)  # past CALL and its caches
         marker = _handler_at(table, lasti)
@@ -319,7 +358,7 @@ def resolve_marker(code: CodeType, lasti: int) -> Marker:
 
 
 if _BLOCK_STACK:
-    _SETUP_FINALLY = dis.opmap["SETUP_FINALLY"]
+    _SETUP_FINALLY = opcode.opmap["SETUP_FINALLY"]
 
     class _TryBlock(ctypes.Structure):
         _fields_ = [
@@ -369,7 +408,7 @@ if _BLOCK_STACK:
             if blocks[i].b_type == _SETUP_FINALLY
         ]
 
-    _SETUP_WITH = dis.opmap["SETUP_WITH"]
+    _SETUP_WITH = opcode.opmap["SETUP_WITH"]
 
     def marker_at_enter(frame: FrameType) -> Marker:
         """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
@@ -473,7 +512,7 @@ def edge_is_the_only_check_point(code: CodeType, offset: int) -> bool:
         found = target is not None and not any(
             target <= instruction.offset < offset
             and (instruction.opname.startswith("CALL") or "JUMP_BACKWARD" in instruction.opname)
-            for instruction in dis.get_instructions(code)
+            for instruction in _instructions(code)
         )
         _hopeless[key] = found
     return found
@@ -497,7 +536,7 @@ def _next_check_points(code: CodeType, paused: int) -> tuple[tuple[int, ...], bo
     found = _next_points.get(key)
     if found is not None:
         return found
-    instructions = list(dis.get_instructions(code))
+    instructions = list(_instructions(code))
     index_of = {instruction.offset: i for i, instruction in enumerate(instructions)}
     start = index_of.get(paused)
     points: set[int] = set()
@@ -519,7 +558,7 @@ def _next_check_points(code: CodeType, paused: int) -> tuple[tuple[int, ...], bo
                 if name in _LEAVES:
                     leaves = True
                     break
-                if instruction.opcode in dis.hasjrel or instruction.opcode in dis.hasjabs:
+                if instruction.opcode in opcode.hasjrel or instruction.opcode in opcode.hasjabs:
                     target = index_of.get(instruction.argval)
                     if target is None:
                         leaves = True
@@ -557,7 +596,7 @@ def landing(
         code = frame.f_code
         paused = frame.f_lasti
         points, leaves = _next_check_points(code, paused)
-        if frame is top and dis.opname[code.co_code[paused]].startswith("CALL"):
+        if frame is top and opcode.opname[code.co_code[paused]].startswith("CALL"):
             # Blocked in a C call, it raises when the call returns: here.
             points = (*points, paused)
         if frame is boundary:

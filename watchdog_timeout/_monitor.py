@@ -38,19 +38,32 @@ the entries of the thread that forked (the only one that exists in the child).
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 import os
 import sys
 import threading
 import time
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    import logging
 
 from ._seconds import clock as _default_clock
 
 __all__ = ("Alarm", "Entry", "Monitor", "logger", "monitor")
 
-logger = logging.getLogger("watchdog_timeout")
+
+class _Logger:
+    """The ``watchdog_timeout`` logger, imported on first use (logging costs an import)."""
+
+    def __getattr__(self, name: str) -> Any:
+        import logging  # noqa: PLC0415 (only when something is logged)
+
+        return getattr(logging.getLogger("watchdog_timeout"), name)
+
+
+#: The ``watchdog_timeout`` logger.
+logger: logging.Logger = _Logger()  # type: ignore[assignment]
 
 #: ``[when, target]``; ``target`` is ``DEAD`` once disarmed or fired. A list and not
 #: an object, so that heapq compares entries in C.

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
-import decimal
 import math
 import numbers
+import sys
 import time
-from typing import Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
+
+if TYPE_CHECKING:
+    from decimal import Decimal
 
 __all__ = ("Seconds", "check_seconds", "check_when", "clock")
 
 #: What a duration parameter accepts: a real number of seconds, or None for no limit.
-Seconds = Union[float, int, decimal.Decimal, None]
+Seconds = Union[float, int, "Decimal", None]
 
 #: The clock of every deadline: monotonic, in seconds. Absolute times on it are ``when``.
 clock: Callable[[], float] = time.monotonic
+
+
+def _is_real(value: object) -> bool:
+    # A Decimal can exist only once decimal is imported: no need to import it here.
+    decimal = sys.modules.get("decimal")
+    return isinstance(value, numbers.Real) or (
+        decimal is not None and isinstance(value, decimal.Decimal)
+    )
 
 
 def check_seconds(value: object, name: str = "seconds") -> float | None:
@@ -30,7 +41,7 @@ def check_seconds(value: object, name: str = "seconds") -> float | None:
         return None
     value_type = type(value)
     if (value_type is not float and value_type is not int) and (
-        isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal))
+        isinstance(value, bool) or not _is_real(value)
     ):
         raise TypeError(
             f"`{name}` must be a number of seconds or None, got {value!r} ({value_type.__name__})"
@@ -59,13 +70,13 @@ def check_when(value: object, name: str = "when") -> float | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
+    if isinstance(value, bool) or not _is_real(value):
         raise TypeError(
             f"`{name}` must be a time on the time.monotonic() clock or None, got {value!r} "
             f"({type(value).__name__})"
         )
     try:
-        when = float(value)
+        when = float(value)  # type: ignore[arg-type]
     except OverflowError:
         when = math.inf if value > 0 else -math.inf  # type: ignore[operator]
     except ValueError:  # Decimal('sNaN')

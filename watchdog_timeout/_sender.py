@@ -321,6 +321,7 @@ def async_raise(thread_or_ident: ThreadOrIdent, exc_type: type[BaseException]) -
     """
     checked_type = _check_exc_type(exc_type)
     ident = _check_target(thread_or_ident)
+    _async_raise.ensure_loaded()
     if _async_raise.send_async_exc is None:
         raise RuntimeError(_async_raise._unsupported)
     if sys.implementation.name != "cpython":  # no frames to judge: send at once

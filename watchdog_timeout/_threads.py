@@ -22,7 +22,7 @@ import threading
 from typing import Any, Callable
 
 from ._async_raise import _check_exc_type
-from ._delivery import REINJECT, RETRY, send_guarded
+from ._delivery import REINJECT, RETRY, current_state, send_guarded
 from ._monitor import monitor
 from ._seconds import check_seconds, clock
 from ._sender import DELIVER, GONE, Patience, async_raise
@@ -141,6 +141,7 @@ class StoppableThread(threading.Thread):
             raise ValueError("a thread cannot kill itself: raise SystemExit instead")
         if self.ident is None:
             raise RuntimeError(f"thread {self.name!r} has not been started")
+        current_state()  # binds the C functions in this thread, not in the monitor
         self.stop()
         self.join(checked_grace)
         give_up = None if checked_timeout is None else clock() + checked_timeout

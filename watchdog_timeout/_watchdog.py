@@ -29,7 +29,6 @@ kick or ``stop()``, never into our bookkeeping nor inside ``shield()``.
 from __future__ import annotations
 
 import functools
-import inspect
 import threading
 from typing import Any, Callable, TypeVar
 
@@ -38,6 +37,7 @@ from ._delivery import (
     REINJECT,
     RESENT,
     RETRY,
+    current_state,
     existing_state,
     filter_unraisable,
     protect,
@@ -45,6 +45,7 @@ from ._delivery import (
     stack_of_thread,
 )
 from ._errors import TimeoutExpired
+from ._frames import function_kind
 from ._monitor import Alarm, monitor
 from ._scope import _ACTIVE, _CREATED, _EXPIRING, _FINISHED, PASS_THROUGH, Deadline
 from ._seconds import Seconds, check_seconds, clock
@@ -147,7 +148,7 @@ class Watchdog(Deadline):
 
     def __call__(self, function: F) -> F:
         """Watch every call of ``function`` with a new watchdog of these settings."""
-        if inspect.iscoroutinefunction(function) or inspect.isgeneratorfunction(function):
+        if function_kind(function) != "plain":
             raise TypeError(
                 f"Watchdog cannot watch {function!r}: its body runs later, piece by "
                 "piece; use `with Watchdog(...)` around the loop that drives it"
@@ -176,6 +177,7 @@ class Watchdog(Deadline):
             ValueError: The thread is not alive.
         """
         target = threading.current_thread() if thread is None else thread
+        current_state()  # binds the C functions in this thread, not in the monitor
         if not target.is_alive() or target.ident is None:
             raise ValueError(f"thread {target.name!r} is not alive")
         with monitor.lock:

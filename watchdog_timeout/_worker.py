@@ -54,12 +54,16 @@ from ._errors import _Interrupt
 from ._monitor import Alarm, logger, monitor
 from ._scope import Deadline
 from ._seconds import clock
-from ._sender import Patience
+from ._sender import Patience, cpu_time
 
 __all__ = ("IDLE_TIMEOUT", "abandoned_workers", "run_in_worker")
 
+#: After the grace: how long the caller waits for a worker still running Python, and
+#: how often it looks whether it still runs (see ``_wait``).
+STOPPING_AT_MOST = 1.0
+STOPPING_LOOK = 0.02
 #: Seconds an idle worker waits for another call before it exits.
-IDLE_TIMEOUT = 30.0
+IDLE_TIMEOUT = 2.0
 
 
 class _Call:
@@ -287,9 +291,17 @@ def _give_up_at(state: ThreadState, grace: float) -> float | None:
     return None if earliest is None else earliest + grace
 
 
-def _wait(call: _Call, state: ThreadState, grace: float) -> bool:
-    """Wait for the worker to report; False if it is still running at give-up time."""
+def _wait(call: _Call, state: ThreadState, grace: float, worker: _Worker) -> bool:
+    """Wait for the worker to report; False if it is still running at give-up time.
+
+    Give-up time is the earliest deadline plus ``grace``, later only while the
+    worker is still running Python (its CPU time grows: the interrupt is about to
+    land, on a loaded machine later than ``grace``), up to ``STOPPING_AT_MOST``.
+    A worker blocked in C uses no CPU: the caller is answered at once.
+    """
     done = call.done
+    stopping_since: float | None = None
+    cpu_before: float | None = None
     while True:
         give_up = _give_up_at(state, grace)
         if give_up is None:
@@ -297,13 +309,25 @@ def _wait(call: _Call, state: ThreadState, grace: float) -> bool:
             if done.acquire(timeout=1.0):
                 return True
             continue
-        left = give_up - clock()
+        now = clock()
+        left = give_up - now
         if left <= 0:
-            if expiring_scope(state) is not None:
-                return done.acquire(blocking=False)
-            # Not expiring yet (the monitor is late, or on_expire still runs): a
-            # caller answered now would get an interrupt no scope converts.
-            left = REINJECT
+            if expiring_scope(state) is None:
+                # Not expiring yet (the monitor is late, or on_expire still runs): a
+                # caller answered now would get an interrupt no scope converts.
+                left = REINJECT
+            else:
+                native = worker.state.native_id if worker.state is not None else None
+                cpu = cpu_time(native)
+                if stopping_since is None:
+                    stopping_since = now
+                running = cpu is not None and cpu_before is not None and cpu > cpu_before + 0.001
+                if cpu_before is not None and not running:
+                    return done.acquire(blocking=False)
+                if now - stopping_since >= STOPPING_AT_MOST:
+                    return done.acquire(blocking=False)
+                cpu_before = cpu
+                left = STOPPING_LOOK
         if done.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
             return True
 
@@ -349,7 +373,7 @@ def run_in_worker(
     with scope:
         worker.hand(call)
         try:
-            finished = _wait(call, caller, grace)
+            finished = _wait(call, caller, grace, worker)
         except BaseException:  # Ctrl-C (or another exception) while waiting
             scope._expire_now()  # interrupt the worker too
             finished = False
