@@ -246,9 +246,16 @@ if _LAYOUT is None and sys.implementation.name == "cpython":
     )
 
 
+_with_entries: dict[tuple[CodeType, int], bool] = {}
+
+
 def is_with_entry(code: CodeType, lasti: int) -> bool:
     """Whether the instruction at ``lasti`` of ``code`` is calling a ``__enter__``."""
-    return is_with_entry_at(code.co_code, lasti, opcode.opmap, _LAYOUT)
+    key = (code, lasti)
+    found = _with_entries.get(key)
+    if found is None:  # once per call site
+        found = _with_entries[key] = is_with_entry_at(code.co_code, lasti, opcode.opmap, _LAYOUT)
+    return found
 
 
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, ...
@@ -298,6 +305,13 @@ def with_frame(
     called in a block, a manual ``__enter__()``): then the scope's block is not known
     from frames, and the scope is bounded by its own exit alone.
     """
+    code = caller.f_code
+    if (
+        not code.co_flags & _GENERATOR_FLAGS
+        and code not in transparent
+        and is_with_entry(code, caller.f_lasti)
+    ):
+        return caller  # ``with deadline():`` itself: the common case, first
     contextlib = sys.modules.get("contextlib")  # none of its frames without it
     contextlib_file = getattr(contextlib, "__file__", None)
     frame: FrameType | None = caller
