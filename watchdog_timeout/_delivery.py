@@ -91,6 +91,7 @@ __all__ = (
     "due_here",
     "held_back",
     "live_shield",
+    "retire_left",
     "existing_state",
     "is_generator",
     "expiring_scope",
@@ -312,6 +313,29 @@ def _alive(construct: Any, top: FrameType) -> bool:
             return position(frame, marker_of(construct)) is not OUTSIDE
         frame = frame.f_back
     return is_generator(owner.f_code)
+
+
+def retire_left(state: ThreadState, top: FrameType) -> None:
+    """Retire the thread's innermost scopes whose block was left without their exit.
+
+    An exception from elsewhere (Ctrl-C, another library's ``async_raise``) can land
+    on the first instruction of an ``__exit__``, before any of it runs: the scope
+    stays registered though its block is over. Scopes nest, so only the innermost
+    need looking at. ``top``: the thread's innermost frame (the caller's own, for
+    the current thread). Takes the monitor's lock only when one is found.
+    """
+    scopes = state.scopes
+    while scopes:
+        scope = scopes[-1]
+        if not scope._is_open():
+            with monitor.lock:  # left behind by an exit that an exception cut short
+                if scopes and scopes[-1] is scope:
+                    scopes.pop()
+            continue
+        if _alive(scope, top):
+            return
+        with monitor.lock:
+            scope._discard_locked()
 
 
 def live_shield(state: ThreadState, top: FrameType) -> Any:
@@ -735,6 +759,7 @@ protect(
     _on_wakeup_signal,
     due_here,
     _alive,
+    retire_left,
     live_shield,
     held_back,
 )

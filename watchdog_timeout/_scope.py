@@ -44,6 +44,7 @@ from ._delivery import (
     is_generator,
     protect,
     resend_expiring,
+    retire_left,
     stack_of,
     withdraw_pending,
 )
@@ -269,6 +270,7 @@ class Deadline(Alarm):
         owner = with_frame(caller, PASS_THROUGH)
         _refuse_coroutine(owner or caller)
         state = current_state()
+        retire_left(state, caller)  # scopes whose exit an exception skipped
         self._thread = state
         self._owner = owner
         if owner is not None:
@@ -421,14 +423,8 @@ class Deadline(Alarm):
         if state is None:
             return
         scopes = state.scopes
-        if self in scopes:
-            # Shields entered inside the block and never exited (an exception landed
-            # on their exit's first instruction): retired with the block.
-            index = scopes.index(self)
-            shields = state.shields
-            while shields and shields[-1]._depth > index:
-                shields.pop()
-        if scopes and scopes[-1] is self:
+        if scopes and scopes[-1] is self:  # the innermost: the common case, O(1)
+            index = len(scopes) - 1
             scopes.pop()
         elif self in scopes:
             # Scopes entered after this one are still open: their exit never ran
@@ -439,6 +435,13 @@ class Deadline(Alarm):
                 if owner is None or not is_generator(owner.f_code):
                     inner._forget(state)
             scopes.remove(self)
+        else:
+            return
+        # Shields entered inside the block and never exited (an exception landed on
+        # their exit's first instruction) are retired with it.
+        shields = state.shields
+        while shields and shields[-1]._depth > index:
+            shields.pop()
 
     def _forget(self, state: ThreadState) -> None:
         # A scope whose block was left without its exit: never deliver to it.
@@ -840,6 +843,8 @@ def remaining() -> float | None:
     handing a native timeout to a blocking call: ``sock.settimeout(remaining())``.
     """
     link = existing_state()
+    if link is not None:
+        retire_left(link, sys._getframe(1))
     earliest: float | None = None
     while link is not None:
         for scope in tuple(link.scopes):

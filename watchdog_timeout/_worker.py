@@ -295,9 +295,10 @@ def _wait(call: _Call, state: ThreadState, grace: float, worker: _Worker) -> boo
     """Wait for the worker to report; False if it is still running at give-up time.
 
     Give-up time is the earliest deadline plus ``grace``, later only while the
-    worker is still running Python (its CPU time grows: the interrupt is about to
-    land, on a loaded machine later than ``grace``), up to ``STOPPING_AT_MOST``.
-    A worker blocked in C uses no CPU: the caller is answered at once.
+    worker is still running Python outside a shield (its CPU time grows: the
+    interrupt is about to land, on a loaded machine later than ``grace``), up to
+    ``STOPPING_AT_MOST``. A worker blocked in C uses no CPU, and one in a shield
+    holds the interrupt back: the caller is answered at once.
     """
     done = call.done
     stopping_since: float | None = None
@@ -322,7 +323,8 @@ def _wait(call: _Call, state: ThreadState, grace: float, worker: _Worker) -> boo
                 if stopping_since is None:
                     stopping_since = now
                 running = cpu is not None and cpu_before is not None and cpu > cpu_before + 0.001
-                if cpu_before is not None and not running:
+                shielded = worker.state is not None and bool(worker.state.shields)
+                if shielded or (cpu_before is not None and not running):
                     return done.acquire(blocking=False)
                 if now - stopping_since >= STOPPING_AT_MOST:
                     return done.acquire(blocking=False)
