@@ -155,13 +155,26 @@ def blocked(subject: Subject, trials: int, sleep: float) -> Result:
             time.sleep(0.05)  # time for a kill or an interrupt to take effect
             # Interrupted only once the sleep returned: it was not stopped, it ended.
             works.append("finished" if control >= sleep else _work_status(marker))
-    return {
+    result: Result = {
         "trials": trials,
         "sleep": sleep,
         "control": statistics.median(controls),
         "control_max": max(controls),
         "work": max(set(works), key=works.count),
     }
+    if subject.kind == "ours":
+        result["default_grace"] = _default_grace()
+    return result
+
+
+def _default_grace() -> str:
+    """The default of ``timeout()``'s ``grace``, as the public signature states it."""
+    import inspect  # noqa: PLC0415 (only here)
+
+    from watchdog_timeout import timeout  # noqa: PLC0415 (imported by the subject already)
+
+    grace = inspect.signature(timeout).parameters.get("grace")
+    return "no grace parameter" if grace is None else repr(grace.default)
 
 
 # --- 5. concurrency -----------------------------------------------------------------
