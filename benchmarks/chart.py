@@ -29,6 +29,8 @@ def _bars(axis: Any, rows: dict[str, Row], value: str, scale: float, title: str)
 
 def _handoff(axis: Any, results: Results) -> None:
     """Grouped bars: each thread hand-off as a multiple of the ping-pong, pinned and not."""
+    from matplotlib import ticker  # noqa: PLC0415 (optional: only to draw)
+
     settings = (("call-1cpu", "pinned to one CPU", "#264653"), ("call", "unpinned", "#e9c46a"))
     keys = [
         key
@@ -53,6 +55,8 @@ def _handoff(axis: Any, results: Results) -> None:
     axis.set_yticks(range(len(keys)), [_label(key) for key in keys], fontsize=8)
     axis.axvline(2.0, color="black", linestyle=":", linewidth=1)
     axis.set_xscale("log")
+    axis.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}×"))
+    axis.xaxis.set_minor_formatter(ticker.NullFormatter())
     axis.set_title("Thread hand-off per call, × the two-lock ping-pong (goal: 2×)", fontsize=10)
     axis.legend(fontsize=7)
 

@@ -134,18 +134,18 @@ def _import_table(results: Results) -> list[str]:
             lines.append(f"| {label} | {_status_cell(row)} |" + " |" * 6)
             continue
         wall = row["wall"] * 1e3
-        extra = "—" if start is None or module == "-" else f"+{wall - start * 1e3:.3g} ms"
+        extra = "—" if start is None or module == "-" else f"+{_ms(wall - start * 1e3)} ms"
         if module == "-":
             cells = ["—", "—", "—"]
         else:
             cells = [
-                f"{row['cumulative'] * 1e3:.3g}",
-                f"{row['cumulative_min'] * 1e3:.3g} – {row['cumulative_max'] * 1e3:.3g}",
+                _ms(row["cumulative"] * 1e3),
+                f"{_ms(row['cumulative_min'] * 1e3)} – {_ms(row['cumulative_max'] * 1e3)}",
                 _ratio(row["cumulative"], base),
             ]
         heavy = ", ".join(row["heavy"]) or "none"
         lines.append(
-            f"| {label} | " + " | ".join(cells) + f" | {wall:.3g} | {extra} "
+            f"| {label} | " + " | ".join(cells) + f" | {_ms(wall)} | {extra} "
             f"| {row['modules'] if module != '-' else '—'} | {heavy if module != '-' else '—'} |"
         )
     return lines
@@ -154,17 +154,16 @@ def _import_table(results: Results) -> list[str]:
 def _first_call_table(results: Results) -> list[str]:
     lines = [
         "| Library / mode | import and decorate, ms | first call, ms (median) | max "
-        "| second call, ms | Notes |",
-        "|---|---:|---:|---:|---:|---|",
+        "| second call, ms |",
+        "|---|---:|---:|---:|---:|",
     ]
     for key, row in _rows(results, "first-call").items():
-        note = SUBJECTS[key].note
         if not _ok(row):
-            lines.append(f"| {_label(key)} | {_status_cell(row)} | | | | {note} |")
+            lines.append(f"| {_label(key)} | {_status_cell(row)} | | | |")
             continue
         lines.append(
             f"| {_label(key)} | {_ms(row['setup'] * 1e3)} | {_ms(row['first'] * 1e3)} "
-            f"| {_ms(row['first_max'] * 1e3)} | {_ms(row['second'] * 1e3)} | {note} |"
+            f"| {_ms(row['first_max'] * 1e3)} | {_ms(row['second'] * 1e3)} |"
         )
     return lines
 
