@@ -64,7 +64,13 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 def _warm_up(subject: Subject, seconds: float, settle: float) -> None:
     """Start what the subject starts once (threads, pools, a forkserver), untimed."""
     assert subject.limiter is not None
-    subject.limiter(seconds, targets.noop)()
+    try:
+        subject.limiter(seconds, targets.noop)()
+    except BaseException as exc:
+        # A new process per call can take longer than the limit to start on a loaded
+        # machine: the warm-up has started what it had to start all the same.
+        if not is_timeout(exc):
+            raise
     time.sleep(settle)
 
 
@@ -155,13 +161,26 @@ def blocked(subject: Subject, trials: int, sleep: float) -> Result:
             time.sleep(0.05)  # time for a kill or an interrupt to take effect
             # Interrupted only once the sleep returned: it was not stopped, it ended.
             works.append("finished" if control >= sleep else _work_status(marker))
-    return {
+    result: Result = {
         "trials": trials,
         "sleep": sleep,
         "control": statistics.median(controls),
         "control_max": max(controls),
         "work": max(set(works), key=works.count),
     }
+    if subject.kind == "ours":
+        result["default_grace"] = _default_grace()
+    return result
+
+
+def _default_grace() -> str:
+    """The default of ``timeout()``'s ``grace``, as the public signature states it."""
+    import inspect  # noqa: PLC0415 (only here)
+
+    from watchdog_timeout import timeout  # noqa: PLC0415 (imported by the subject already)
+
+    grace = inspect.signature(timeout).parameters.get("grace")
+    return "no grace parameter" if grace is None else repr(grace.default)
 
 
 # --- 5. concurrency -----------------------------------------------------------------

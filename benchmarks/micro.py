@@ -4,11 +4,18 @@ Run by ``compare.py``, one subject per run, so that a peer that fails fails alon
 
     python benchmarks/micro.py --measure call --subject ours-thread -o out.json [pyperf options]
     python benchmarks/micro.py --plain --measure call --subject ours-thread
+    python benchmarks/micro.py --pin-cpu --measure call --subject ping-pong -o out.json
 
 With pyperf (the full run): pyperf calibrates the number of loops, runs the
 benchmark in fresh worker processes (this same script with ``--worker``) and
 stores every value. ``--plain`` (the quick run): this process alone times a few
 batches and prints mean, standard deviation and median as JSON; no pyperf needed.
+
+``--pin-cpu``: the measuring process (each pyperf worker, or the ``--plain``
+process) pins itself to one CPU with ``os.sched_setaffinity`` before the subject
+starts any thread, so that every thread it starts shares that CPU: a hand-off
+between threads then costs two wake-ups on one CPU, without the cross-CPU wake-up
+of a virtual machine, whose cost changes from one run to the next.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -85,14 +93,34 @@ def scope_timer(subject: Subject) -> TimeFunc:
     return timer
 
 
+def pin_to_one_cpu() -> list[int]:
+    """Pin this process to the first CPU it may run on; the CPUs it may run on now.
+
+    Called before the subject starts a thread: threads inherit the affinity of
+    the thread that starts them, so every thread of the subject shares that CPU.
+    """
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    return sorted(os.sched_getaffinity(0))
+
+
+def _cpus() -> list[int]:
+    getaffinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return sorted(getaffinity(0)) if getaffinity else []
+
+
 def _pass_on(command: list[str], args: argparse.Namespace) -> None:
     # pyperf starts its workers with its own options: add ours.
     command.extend(("--measure", args.measure, "--subject", args.subject))
+    if args.pin_cpu:
+        command.append("--pin-cpu")
 
 
 def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measure", choices=("call", "scope"), required=True)
     parser.add_argument("--subject", choices=sorted(SUBJECTS), required=True)
+    parser.add_argument(
+        "--pin-cpu", action="store_true", help="pin the measuring process to one CPU first"
+    )
 
 
 def _timer(args: argparse.Namespace) -> TimeFunc:
@@ -122,12 +150,16 @@ def main() -> None:
         parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         parser.add_argument("--plain", action="store_true", help="time here, without pyperf")
         _add_options(parser)
-        print(json.dumps(plain(_timer(parser.parse_args()))), flush=True)
+        args = parser.parse_args()
+        cpus = pin_to_one_cpu() if args.pin_cpu else _cpus()
+        print(json.dumps({**plain(_timer(args)), "cpus": cpus}), flush=True)
         return
     pyperf = importlib.import_module("pyperf")  # not needed with --plain; no type information
     runner: Any = pyperf.Runner(add_cmdline_args=_pass_on)
     _add_options(runner.argparser)
     args = runner.parse_args()
+    if args.pin_cpu:  # pyperf pins nothing unless the machine has isolated CPUs
+        pin_to_one_cpu()
     timer = _timer(args)
     if not args.worker:
         timer(2)  # fail here, with the peer's own error, rather than in a worker

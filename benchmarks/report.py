@@ -1,20 +1,15 @@
-"""Turn the results of ``compare.py`` into the targets, the Markdown tables and the chart."""
+"""Turn the results of ``compare.py`` into the Markdown report."""
 
-# ruff: noqa: RUF001, RUF002 (the multiplication sign marks ratios in the tables)
+# ruff: noqa: RUF001 (the multiplication sign marks ratios in the tables)
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
 from typing import Any
 
 from subjects import SUBJECTS
 
 Results = dict[str, Any]
 Row = dict[str, Any]
-
-#: Threads compared for "throughput does not collapse": the most against the fewest.
-COLLAPSE_FLOOR = 0.5
 
 OK = "ok"
 
@@ -53,118 +48,6 @@ def _median(row: Row | None) -> float | None:
     return row["median"] if row is not None and _ok(row) else None
 
 
-# --- targets ----------------------------------------------------------------------
-
-
-def _target(name: str, measured: str, met: bool | None) -> Row:
-    return {"target": name, "measured": measured, "met": met}
-
-
-def evaluate_targets(results: Results) -> list[Row]:
-    """Each target of the issue, with the measured value and whether it is met."""
-    calls, scopes = _rows(results, "call"), _rows(results, "scope")
-    precision, concurrency = _rows(results, "precision"), _rows(results, "concurrency")
-    armed = _rows(results, "scopes")
-    targets: list[Row] = []
-
-    for rows, where in ((calls, "2 CPUs"), (_rows(results, "call-1cpu"), "pinned to 1 CPU")):
-        ours, func = _median(rows.get("ours-thread")), _median(rows.get("func-timeout"))
-        if ours and func:
-            targets.append(
-                _target(
-                    f"`@timeout` (thread): ≥ 4× fewer µs per call than func-timeout ({where})",
-                    f"{_us(ours)} µs vs {_us(func)} µs: {func / ours:.2g}× fewer",
-                    func / ours >= 4,
-                )
-            )
-    reference = _median(calls.get("asyncio-timeout"))
-    for key, rows, name in (
-        ("ours-inline", calls, '`@timeout(isolation="inline")`'),
-        ("ours-deadline", scopes, "`with deadline()`"),
-    ):
-        mine = _median(rows.get(key))
-        base = _median(rows.get("asyncio-timeout")) if rows is scopes else reference
-        if mine and base:
-            targets.append(
-                _target(
-                    f"{name}: no slower than `asyncio.timeout`",
-                    f"{_us(mine)} µs vs {_us(base)} µs ({mine / base:.2g}×)",
-                    mine <= base,
-                )
-            )
-    for key in ("ours-thread", "ours-inline", "ours-deadline"):
-        row = precision.get(key)
-        if row is not None and row.get("load0") and "p50" in row["load0"]:
-            quiet = row["load0"]
-            targets.append(
-                _target(
-                    f"{_label(key)}: overshoot p50 ≤ 6 ms and p99 ≤ 12 ms (no other threads)",
-                    f"p50 {quiet['p50']:.2f} ms, p99 {quiet['p99']:.2f} ms "
-                    f"({quiet['trials']} trials)",
-                    quiet["p50"] <= 6 and quiet["p99"] <= 12,
-                )
-            )
-    row = concurrency.get("ours-thread")
-    if _ok(row):
-        assert row is not None
-        phases = {phase["threads"]: phase for phase in row["phases"]}
-        if 1 in phases and 100 in phases:
-            one, many = phases[1], phases[100]
-            kept = many["calls_per_s"] / one["calls_per_s"]
-            targets.append(
-                _target(
-                    "100 threads: throughput does not collapse "
-                    f"(≥ {COLLAPSE_FLOOR:.0%} of one thread's)",
-                    f"{many['calls_per_s']:,.0f} calls/s vs {one['calls_per_s']:,.0f} ({kept:.0%})",
-                    kept >= COLLAPSE_FLOOR,
-                )
-            )
-            targets.append(
-                _target(
-                    "100 threads: extra threads ≤ calls in flight + the monitor (101)",
-                    f"{many['extra_threads']} extra threads at most",
-                    many["extra_threads"] <= 100 + 1,
-                )
-            )
-    row = armed.get("ours-deadline")
-    if _ok(row):
-        assert row is not None
-        levels = {level["scopes"]: level for level in row["levels"] if "bytes" in level}
-        if 10_000 in levels:
-            most = levels[10_000]
-            targets.append(
-                _target(
-                    "10,000 armed scopes: ≤ 300 bytes each",
-                    f"{most['bytes']:.0f} bytes",
-                    most["bytes"] <= 300,
-                )
-            )
-            if 10 in levels:
-                growth = most["one_more_us"] / levels[10]["one_more_us"]
-                bound = math.log(10_000) / math.log(10)
-                targets.append(
-                    _target(
-                        "Arming cost grows as O(log n) (10 → 10,000: at most "
-                        f"{bound:.0f}×, the growth of log n)",
-                        f"{levels[10]['one_more_us']:.2f} → {most['one_more_us']:.2f} µs "
-                        f"({growth:.2g}×)",
-                        growth <= bound,
-                    )
-                )
-    mine = _median(calls.get("ours-process"))
-    for key in ("pebble-process", "wrapt-timeout-decorator-process", "timeout-decorator-process"):
-        theirs = _median(calls.get(key))
-        if mine and theirs:
-            targets.append(
-                _target(
-                    f'`isolation="process"`: ≥ 2× less per call than {_label(key)}',
-                    f"{_us(mine)} µs vs {_us(theirs)} µs: {theirs / mine:.2g}× less",
-                    theirs / mine >= 2,
-                )
-            )
-    return targets
-
-
 # --- Markdown ---------------------------------------------------------------------------
 
 
@@ -172,24 +55,136 @@ def _status_cell(row: Row) -> str:
     return str(row.get("status", "")).replace("|", "/")
 
 
-def _micro_table(results: Results, measure: str, bare: str, ours: str) -> list[str]:
+def _micro_table(results: Results, measure: str, references: tuple[str, ...]) -> list[str]:
+    """One row per subject: mean ± std, median, and the median's ratio to each reference."""
     rows = _rows(results, measure)
-    base, mine = _median(rows.get(bare)), _median(rows.get(ours))
+    bases = [_median(rows.get(key)) for key in references]
     unit = "per scope" if measure == "scope" else "per call"
     lines = [
-        f"| Library / mode | µs {unit}, mean ± std | median | × {_label(bare)} "
-        f"| × {_label(ours)} | Notes |",
-        "|---|---:|---:|---:|---:|---|",
+        f"| Library / mode | µs {unit}, mean ± std | median | "
+        + " | ".join(f"× {_label(key)}" for key in references)
+        + " | Notes |",
+        "|---|---:|---:|" + "---:|" * len(references) + "---|",
     ]
     for key, row in rows.items():
         note = SUBJECTS[key].note
         if not _ok(row):
-            lines.append(f"| {_label(key)} | {_status_cell(row)} | | | | {note} |")
+            lines.append(f"| {_label(key)} | {_status_cell(row)} | |" + " |" * len(references))
+            lines[-1] += f" {note} |"
             continue
         median = row["median"]
+        ratios = " | ".join(_ratio(median, base) for base in bases)
         lines.append(
             f"| {_label(key)} | {_us(row['mean'])} ± {_us(row['stdev'])} | {_us(median)} "
-            f"| {_ratio(median, base)} | {_ratio(median, mine)} | {note} |"
+            f"| {ratios} | {note} |"
+        )
+    return lines
+
+
+#: The thread hand-offs compared with the floor, in table order.
+HANDOFF = (
+    "ping-pong",
+    "ours-thread",
+    "executor-handoff",
+    "func-timeout",
+    "pebble-thread",
+    "thread-start-join",
+    "stopit-thread",
+)
+
+
+def _handoff_table(results: Results) -> list[str]:
+    """Per-call cost of each hand-off, pinned and unpinned, as ratios to the ping-pong."""
+    pinned, unpinned = _rows(results, "call-1cpu"), _rows(results, "call")
+    floors = _median(pinned.get("ping-pong")), _median(unpinned.get("ping-pong"))
+    lines = [
+        "| Hand-off | µs pinned to one CPU | × floor, pinned | µs unpinned "
+        "| × floor, unpinned | unpinned ÷ pinned |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key in HANDOFF:
+        if key not in pinned and key not in unpinned:
+            continue
+        one, two = _median(pinned.get(key)), _median(unpinned.get(key))
+        cells = []
+        for value, floor, row in ((one, floors[0], pinned), (two, floors[1], unpinned)):
+            if value is None:
+                cells += [_status_cell(row.get(key, {"status": "not measured"})), ""]
+            else:
+                cells += [_us(value), _ratio(value, floor)]
+        cells.append(_ratio(two, one) if one and two else "—")
+        lines.append(f"| {_label(key)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _import_table(results: Results) -> list[str]:
+    rows = _rows(results, "import")
+    asyncio, bare = rows.get("asyncio"), rows.get("-")
+    base = asyncio["cumulative"] if asyncio is not None and _ok(asyncio) else None
+    start = bare["wall"] if bare is not None and _ok(bare) else None
+    lines = [
+        "| Import | ms, cumulative (`-X importtime`), median | min – max | × `import asyncio` "
+        "| ms, interpreter start to exit | beyond the bare interpreter | modules imported "
+        "| of them heavy |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for module, row in rows.items():
+        label = "bare interpreter (`-c pass`)" if module == "-" else f"`import {module}`"
+        if not _ok(row):
+            lines.append(f"| {label} | {_status_cell(row)} |" + " |" * 6)
+            continue
+        wall = row["wall"] * 1e3
+        extra = "—" if start is None or module == "-" else f"+{_ms(wall - start * 1e3)} ms"
+        if module == "-":
+            cells = ["—", "—", "—"]
+        else:
+            cells = [
+                _ms(row["cumulative"] * 1e3),
+                f"{_ms(row['cumulative_min'] * 1e3)} – {_ms(row['cumulative_max'] * 1e3)}",
+                _ratio(row["cumulative"], base),
+            ]
+        heavy = ", ".join(row["heavy"]) or "none"
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {_ms(wall)} | {extra} "
+            f"| {row['modules'] if module != '-' else '—'} | {heavy if module != '-' else '—'} |"
+        )
+    return lines
+
+
+def _first_call_table(results: Results) -> list[str]:
+    lines = [
+        "| Library / mode | import and decorate, ms | first call, ms (median) | max "
+        "| second call, ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, row in _rows(results, "first-call").items():
+        if not _ok(row):
+            lines.append(f"| {_label(key)} | {_status_cell(row)} | | | |")
+            continue
+        lines.append(
+            f"| {_label(key)} | {_ms(row['setup'] * 1e3)} | {_ms(row['first'] * 1e3)} "
+            f"| {_ms(row['first_max'] * 1e3)} | {_ms(row['second'] * 1e3)} |"
+        )
+    return lines
+
+
+def _idle_table(results: Results) -> list[str]:
+    lines = [
+        "| Library / mode | threads before | after the calls | after waiting "
+        "| back to the start | threads still running |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for key, row in _rows(results, "idle").items():
+        if not _ok(row):
+            lines.append(f"| {_label(key)} | {_status_cell(row)} | | | | |")
+            continue
+        back = (
+            f"yes, after {row['seconds']:.2f} s" if row["back"] else f"no, after {row['wait']:g} s"
+        )
+        left = ", ".join(f"`{name}`" for name in row["left"]) or "—"
+        lines.append(
+            f"| {_label(key)} | {row['before']} | {row['after_use']} | {row['after_wait']} "
+            f"| {back} | {left} |"
         )
     return lines
 
@@ -233,17 +228,31 @@ _WORK = {
 
 
 def _blocked_table(results: Results) -> list[str]:
+    rows = _rows(results, "blocked")
+    func = rows.get("func-timeout")
+    base = func["control"] if func is not None and _ok(func) else None
     lines = [
-        "| Library / mode | caller has control after (s) | the work | Notes |",
-        "|---|---:|---|---|",
+        "| Library / mode | caller has control after (s), median | max | × func-timeout "
+        "| the work | Notes |",
+        "|---|---:|---:|---:|---|---|",
     ]
-    for key, row in _rows(results, "blocked").items():
+    for key, row in rows.items():
         if not _ok(row):
-            lines.append(f"| {_label(key)} | {_status_cell(row)} | | |")
+            lines.append(f"| {_label(key)} | {_status_cell(row)} | | | | |")
             continue
         work = _WORK.get(row["work"], row["work"])
-        lines.append(f"| {_label(key)} | {row['control']:.2f} | {work} | {SUBJECTS[key].note} |")
+        lines.append(
+            f"| {_label(key)} | {row['control']:.2f} | {row['control_max']:.2f} "
+            f"| {_ratio(row['control'], base)} | {work} | {SUBJECTS[key].note} |"
+        )
     return lines
+
+
+def _default_grace(results: Results) -> str:
+    for row in _rows(results, "blocked").values():
+        if "default_grace" in row:
+            return f"`@timeout`'s default `grace`: {row['default_grace']} s. "
+    return ""
 
 
 def _concurrency_table(results: Results) -> list[str]:
@@ -310,6 +319,63 @@ def machine_line(meta: dict[str, Any]) -> str:
     )
 
 
+def _machine_section(results: Results) -> list[str]:
+    """What the numbers were measured on, as far as this process can tell."""
+    meta = results["meta"]
+    virtual = {True: "yes (the CPU reports a hypervisor)", False: "no", None: "unknown"}
+    return [
+        "## Machine",
+        "",
+        f"- CPU: {meta['cpu_model']}, {meta['cpu_count']} logical CPUs "
+        f"(this process may run on {meta.get('cpus', '?')}); "
+        f"{meta.get('cpu_mhz', '?')} MHz, cache {meta.get('cpu_cache', '?')}",
+        f"- Virtual machine: {virtual[meta.get('virtual')]}",
+        f"- Memory: {meta.get('memory', '?')}",
+        f"- System: {meta['platform']}",
+        f"- Python: {meta['implementation']} {meta['python']} "
+        f"({meta.get('python_build', '?')}; {meta.get('python_compiler', '?')}), "
+        f"switch interval {meta['switch_interval_s'] * 1e3:g} ms",
+        f"- Load average (1 / 5 / 15 min): {meta['load_average']} at the start, "
+        f"{results.get('load_average_end', '?')} at the end",
+        f"- Date: {meta['date']}; the run took {results['duration_s'] / 60:.1f} min",
+    ]
+
+
+def _round_two_sections(results: Results) -> list[str]:
+    """Tables 7 to 9: the import, the first call, the idle process."""
+    settings = results["settings"]
+    return [
+        "## 7. Import cost",
+        "",
+        f"Each row: {settings['import_runs']} fresh interpreters with `python -X importtime "
+        f'-c "import <module>"` (the cumulative time CPython reports for the module), then '
+        f"{settings['import_runs']} without `-X importtime`, timed from start to exit, after "
+        "one untimed run that writes the bytecode caches; medians. Heavy modules: those of "
+        "`asyncio`, `multiprocessing`, `concurrent.futures`, `inspect`, `ctypes`, "
+        "`subprocess`, `wrapt` the import pulls in.",
+        "",
+        *_import_table(results),
+        "",
+        '## 8. The first limited call in a fresh program (`isolation="process"` and the peers)',
+        "",
+        f"Each trial a new program ({settings['first_call_trials']} trials, medians): import "
+        "the library and decorate a no-op (10 s limit), then time the first call (for "
+        "process modes: starting the children) and the second.",
+        "",
+        *_first_call_table(results),
+        "",
+        "## 9. Idle process: do the threads a library started end?",
+        "",
+        "A fresh program makes three limited calls that return and one that expires (a "
+        "busy loop limited to 50 ms), then does nothing: `threading.active_count()` is "
+        f"polled until it is back to its value before the first call, {settings['idle_wait']:g} "
+        "s at most. Reported, not failed on.",
+        "",
+        *_idle_table(results),
+        "",
+    ]
+
+
 def markdown(results: Results) -> str:
     """The whole report: targets, then one table per measure."""
     meta, settings = results["meta"], results["settings"]
@@ -334,6 +400,8 @@ def markdown(results: Results) -> str:
         + ". Each subject runs in processes of its own: no library is imported beside "
         "another.",
         "",
+        *_machine_section(results),
+        "",
         "## Targets",
         "",
         "| Target | Measured | Met |",
@@ -349,7 +417,7 @@ def markdown(results: Results) -> str:
         "",
         f"{pyperf_note}; ratios are of medians.",
         "",
-        *_micro_table(results, "call", "bare", "ours-thread"),
+        *_micro_table(results, "call", ("bare", "ping-pong", "ours-thread")),
         "",
         "### The same, with the process pinned to one CPU",
         "",
@@ -357,13 +425,23 @@ def markdown(results: Results) -> str:
         "each can cost tens of µs, and which CPU a thread wakes on changes from run to run. "
         "Pinned to one CPU, the thread-based rows lose that noise.",
         "",
-        *_micro_table(results, "call-1cpu", "bare", "ours-thread"),
+        *_micro_table(results, "call-1cpu", ("bare", "ping-pong", "ours-thread")),
+        "",
+        "### Thread hand-off per call against the floor, pinned and unpinned",
+        "",
+        "The two tables above side by side for the calls handed to another thread. The "
+        "floor is a raw ping-pong: two locks passed back and forth between two threads, "
+        "nothing else; each ratio is to the floor measured in the same run and the same "
+        "setting. Pinned: the measuring process (each pyperf worker) pins itself to one CPU "
+        "with `os.sched_setaffinity` before the subject starts a thread.",
+        "",
+        *_handoff_table(results),
         "",
         "## 2. Scope overhead: an empty block, 10 s limit",
         "",
         f"{pyperf_note}; ratios are of medians.",
         "",
-        *_micro_table(results, "scope", "bare-with", "ours-deadline"),
+        *_micro_table(results, "scope", ("bare-with", "ours-deadline")),
         "",
         "## 3. Expiry precision: a pure-Python busy loop limited to 50 ms",
         "",
@@ -379,9 +457,9 @@ def markdown(results: Results) -> str:
         "",
         f"## 4. Blocked in C: `time.sleep({settings['blocked_sleep']:g})` limited to 0.1 s",
         "",
-        "Median of "
-        f"{settings['blocked_trials']} trial(s); the work is looked at 50 ms after the "
-        "caller has control.",
+        f"{_default_grace(results)}Median of "
+        f"{settings['blocked_trials']} trial(s), each library with its defaults; the work "
+        "is looked at 50 ms after the caller has control.",
         "",
         *_blocked_table(results),
         "",
@@ -400,62 +478,6 @@ def markdown(results: Results) -> str:
         "",
         *_scopes_table(results),
         "",
+        *_round_two_sections(results),
     ]
     return "\n".join(out)
-
-
-# --- the chart ------------------------------------------------------------------------
-
-_COLOURS = {"ours": "#2a9d8f", "peer": "#e76f51", "reference": "#8d99ae"}
-
-
-def _bars(axis: Any, rows: dict[str, Row], value: str, scale: float, title: str) -> None:
-    ok = [(key, row) for key, row in rows.items() if _ok(row) and value in row]
-    ok.sort(key=lambda item: item[1][value])
-    labels = [_label(key) for key, _ in ok]
-    values = [row[value] * scale for _, row in ok]
-    colours = [_COLOURS[SUBJECTS[key].kind] for key, _ in ok]
-    axis.barh(labels, values, color=colours)
-    axis.set_xscale("log")
-    axis.set_title(title, fontsize=10)
-    axis.tick_params(axis="y", labelsize=8)
-    for index, number in enumerate(values):
-        axis.text(number, index, f" {number:.3g}", va="center", fontsize=7)
-
-
-def chart(results: Results, path: Path) -> None:
-    """A 2×2 PNG: per-call cost, scope cost, expiry overshoot, throughput."""
-    import matplotlib  # noqa: PLC0415 (optional: only to draw)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    figure, axes = plt.subplots(2, 2, figsize=(14, 10))
-    _bars(axes[0][0], _rows(results, "call"), "median", 1e6, "Per-call overhead, µs (median, log)")
-    _bars(axes[0][1], _rows(results, "scope"), "median", 1e6, "Empty scope, µs (median, log)")
-    quiet = {
-        key: {**row["load0"], "subject": key}
-        for key, row in _rows(results, "precision").items()
-        if _ok(row) and "p50" in row.get("load0", {})
-    }
-    _bars(axes[1][0], quiet, "p99", 1.0, "Expiry overshoot past 50 ms, ms: p99 (bar), p50 (dot)")
-    ordered = sorted(quiet, key=lambda key: quiet[key]["p99"])
-    axes[1][0].plot([quiet[key]["p50"] for key in ordered], range(len(ordered)), "ko", markersize=3)
-    axis = axes[1][1]
-    for key, row in _rows(results, "concurrency").items():
-        if not _ok(row):
-            continue
-        threads = [phase["threads"] for phase in row["phases"]]
-        rates = [phase["calls_per_s"] for phase in row["phases"]]
-        style = "-o" if SUBJECTS[key].kind == "ours" else "--o"
-        axis.plot(threads, rates, style, label=_label(key), markersize=4)
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("caller threads")
-    axis.set_title("Throughput, calls/s of a limited no-op (log)", fontsize=10)
-    if axis.lines:
-        axis.legend(fontsize=7)
-    figure.suptitle("watchdog-timeout vs peers: " + machine_line(results["meta"]), fontsize=11)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)

@@ -213,6 +213,32 @@ def _thread_start_join(seconds: float, function: Call) -> Call:
     return limited
 
 
+def _ping_pong(seconds: float, function: Call) -> Call:
+    """The floor of any hand-off: two locks passed back and forth between two threads.
+
+    A partner thread, started once, waits on ``request``, runs ``function`` and
+    releases ``reply``; a call releases ``request`` and waits on ``reply``. Nothing
+    is limited, allocated or queued: two wake-ups per call and nothing else.
+    """
+    request, reply = threading.Lock(), threading.Lock()
+    request.acquire()
+    reply.acquire()
+
+    def partner() -> None:
+        while True:
+            request.acquire()
+            function()
+            reply.release()
+
+    threading.Thread(target=partner, name="ping-pong partner", daemon=True).start()
+
+    def limited() -> None:
+        request.release()
+        reply.acquire()
+
+    return limited
+
+
 _executors: list[concurrent.futures.ThreadPoolExecutor] = []
 
 
@@ -393,6 +419,13 @@ _ALL = (
         "threading.Thread start+join",
         "reference",
         limiter=_thread_start_join,
+    ),
+    Subject(
+        "ping-pong",
+        "two-lock ping-pong (floor)",
+        "reference",
+        limiter=_ping_pong,
+        note="the floor: two lock hand-offs to an existing thread, nothing limited",
     ),
     Subject(
         "executor-handoff",

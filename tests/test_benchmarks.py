@@ -23,24 +23,39 @@ pytestmark = pytest.mark.skipif(
     reason="needs pyperf and matplotlib: pip install -e '.[bench]'",
 )
 
-#: Our own subjects, which must measure, whatever happens to the peers.
+#: Our own subjects, and the references the targets are ratios to, which must measure,
+#: whatever happens to the peers.
 OURS = {
-    "call": {"ours-thread", "ours-inline", "ours-process", "ours-async"},
-    "call-1cpu": {"ours-thread", "ours-inline"},
+    "call": {"ours-thread", "ours-inline", "ours-process", "ours-async", "ping-pong"},
+    "call-1cpu": {"ours-thread", "ours-inline", "ping-pong", "executor-handoff"},
     "scope": {"ours-deadline"},
     "precision": {"ours-thread", "ours-inline", "ours-deadline", "ours-process"},
     "blocked": {"ours-thread", "ours-inline", "ours-deadline", "ours-process"},
     "concurrency": {"ours-thread", "ours-inline", "ours-deadline"},
     "scopes": {"ours-deadline"},
+    "import": {"-", "watchdog_timeout", "asyncio"},
+    "first-call": {"ours-process", "ours-thread"},
+    "idle": {"ours-thread", "ours-inline", "ours-deadline", "ours-process"},
 }
+#: The figures of issue 12, each a target the quick run must evaluate (met or not).
+ROUND_TWO = (
+    "`import watchdog_timeout`: ≤",
+    "`import watchdog_timeout` imports none of",
+    "around a call blocked in C",
+    "hand-off (pinned to one CPU): ≤ 2",
+    "hand-off (unpinned)",
+    'First `isolation="process"` call in a fresh program',
+    "Idle process",
+)
 
 
+@pytest.mark.timeout(300)  # a smoke run of about 40 s, on a machine that may be loaded
 def test_benchmarks_quick_run_writes_json_table_and_chart(tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, str(BENCHMARKS / "compare.py"), "--quick", "--output", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=100,
+        timeout=280,
         check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -52,8 +67,15 @@ def test_benchmarks_quick_run_writes_json_table_and_chart(tmp_path: Path) -> Non
             assert rows[key]["status"] == "ok", (measure, rows[key])
     assert results["meta"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert results["targets"], "no target was evaluated"
+    names = [target["target"] for target in results["targets"]]
+    for figure in ROUND_TWO:
+        assert any(figure in name for name in names), (figure, names)
+    pinned = {row["subject"]: row for row in results["measures"]["call-1cpu"]}
+    assert pinned["ping-pong"]["cpus"] == [min(pinned["ping-pong"]["cpus"])], "not pinned"
     markdown = (tmp_path / "results.md").read_text()
     assert "| Target | Measured | Met |" in markdown
+    for heading in ("## Machine", "against the floor", "## 7. Import", "## 8. ", "## 9. Idle"):
+        assert heading in markdown, heading
     assert markdown.strip() in run.stdout
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
 
