@@ -604,11 +604,7 @@ def _send_again(exc: _Interrupt) -> None:
     # (sending it from here would land in this very hook, inside the finalizer).
     state.late = exc
     # A resender already sending stops once state.late is spent: two are harmless.
-    if monitor.lock.acquire(timeout=0.1):  # bounded: this thread may hold it
-        try:
-            monitor.schedule(clock(), _LateResender(state))
-        finally:
-            monitor.lock.release()
+    monitor.if_free(lambda: monitor.schedule(clock(), _LateResender(state)), timeout=0.1)
 
 
 class _LateResender(Alarm):
@@ -711,11 +707,7 @@ def _without_waiting(action: Callable[[], None]) -> None:
     For code that runs in a signal handler or a finalizer: our bookkeeping may
     hold the lock in this very thread.
     """
-    if monitor.lock.acquire(blocking=False):
-        try:
-            action()
-        finally:
-            monitor.lock.release()
+    monitor.if_free(action)
 
 
 def _after_fork_in_child() -> None:

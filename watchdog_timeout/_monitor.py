@@ -106,8 +106,9 @@ class Monitor:
         self._reset()
 
     def _reset(self) -> None:
-        #: The lock that owners of entries share with the monitor.
-        self.lock = threading.Lock()
+        #: The lock that owners of entries share with the monitor. Re-entrant only so
+        #: that ``if_free`` can tell whether this thread holds it: never re-entered.
+        self.lock = threading.RLock()
         self._heap: list[Entry] = []
         self._dead = 0
         self._next_wake = math.inf
@@ -116,6 +117,27 @@ class Monitor:
         self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._stopping = False
+
+    def if_free(self, action: Callable[[], object], timeout: float = 0.0) -> bool:
+        """Run ``action`` under the lock unless this thread holds it or it stays busy.
+
+        For code that runs where our own bookkeeping may hold the lock in this very
+        thread (a signal handler, a finalizer, the delivery hook): never waits for
+        itself, waits at most ``timeout`` for others. The lock is released even if
+        an exception lands right after it was taken (``acquire(); try:`` would leak
+        it). Returns whether ``action`` ran.
+        """
+        lock = self.lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            return False
+        try:
+            if not lock.acquire(True, timeout) if timeout > 0 else not lock.acquire(False):
+                return False
+            action()
+            return True
+        finally:
+            if lock._is_owned():  # type: ignore[attr-defined]
+                lock.release()
 
     # --- called with self.lock held ---------------------------------------
 

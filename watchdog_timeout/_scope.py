@@ -586,16 +586,15 @@ class Deadline(Alarm):
         run. Returns the exception to raise in place of the interrupt.
         """
         state = self._thread
+
+        def finish() -> None:
+            if self._state is _EXPIRING:
+                self._state = _EXPIRED
+                self._ended = clock()
+                self._leave(state)
+
         # Bounded: never wait for a lock this thread might hold.
-        if monitor.lock.acquire(timeout=0.1):
-            try:
-                if self._state is _EXPIRING:
-                    self._state = _EXPIRED
-                    self._ended = clock()
-                    self._leave(state)
-            finally:
-                monitor.lock.release()
-        elif self._state is _EXPIRING:
+        if not monitor.if_free(finish, timeout=0.1) and self._state is _EXPIRING:
             # This thread holds the lock (the hook ran inside our bookkeeping): the
             # monitor's next look at an expired scope takes it off the thread.
             self._state = _EXPIRED
