@@ -1,0 +1,459 @@
+"""The pytest plugin: a deadline per test that fails only the test that overran.
+
+Registered through the ``pytest11`` entry point ``watchdog_timeout``; inactive until
+``--deadline``, the ``deadline`` ini option, ``--deadline-session`` or a
+``@pytest.mark.deadline`` asks for a limit.
+
+Design notes
+------------
+A ``with deadline():`` block interrupts the code it runs, and only while the frame
+that entered it is on the stack, inside the block. The limit must end *inside*
+each phase: pytest's ``CallInfo.from_call`` catches every ``BaseException``, so
+an interrupt still being sent after it would land in pytest's reporting, or in
+the next test.
+
+Things that don't work:
+
+- A ``with deadline()`` in a hook wrapper around ``pytest_runtest_call``: the
+  wrapper is a generator, suspended while the test runs, so its block is not on
+  the stack and the interrupt waits for it to come back (a busy test never does).
+- One scope around the whole protocol, rescheduled between phases: once sent, the
+  interrupt is sent again until the block ends, through pytest's reporting.
+
+Solution: each phase's user code is called from a plain frame of ours that holds
+the ``with`` block: ``item.setup`` (the fixtures), ``item.runtest`` (the test) and
+the session's ``SetupState.teardown_exact`` (finalizers and fixture teardown) are
+replaced on their instances for the duration of the test's protocol. The block
+ends where the phase's code returns or raises, still inside ``from_call``, and
+``TimeoutExpired`` is what pytest reports for that phase. A phase starts with what
+is left of the test's budget; the teardown of a test whose time ran out gets a
+fresh budget of the grace period, so that its fixtures are still torn down.
+
+The last resort, for code that never returns to the interpreter: the monitor
+thread needs the GIL, so ``faulthandler``'s watchdog (a C thread) is armed at each
+phase's limit plus the grace period and cancelled when the phase ends. It dumps
+every thread and exits; the test's name is in the dump as the name of a frame of
+ours (a per-test copy of a trampoline whose code is renamed).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import sys
+import threading
+import types
+from collections.abc import Iterator
+from typing import Any, Callable, TypeVar
+
+import pluggy
+import pytest
+
+from ._errors import TimeoutExpired
+from ._scope import deadline
+from ._seconds import clock
+
+__all__ = ()
+
+_T = TypeVar("_T")
+
+#: Seconds a test that overran gets to stop, and its teardown gets to run.
+DEFAULT_GRACE = 5.0
+
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_PYTEST_DIR = os.path.dirname(os.path.abspath(sys.modules[pytest.Item.__module__].__file__ or ""))
+_PLUGGY_DIR = os.path.dirname(os.path.abspath(pluggy.__file__ or ""))
+
+_MARKER_HELP = (
+    "deadline(seconds, *, func_only=None): limit the time of this test "
+    "(None or 0: no limit); wins over --deadline and the deadline ini option"
+)
+
+
+# --- options ---------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deadline", "per-test time limits (watchdog-timeout)")
+    group.addoption(
+        "--deadline",
+        metavar="SECONDS",
+        help="fail a test whose setup, call and teardown take longer than SECONDS "
+        "(0: no limit); the session goes on",
+    )
+    group.addoption(
+        "--deadline-func-only",
+        action="store_true",
+        default=None,
+        help="limit the test function alone, not its setup and teardown",
+    )
+    group.addoption(
+        "--deadline-grace",
+        metavar="SECONDS",
+        help="after a test's limit: seconds for it to stop (and its teardown to run) "
+        f"before every thread's stack is dumped and pytest exits (default {DEFAULT_GRACE:g})",
+    )
+    group.addoption(
+        "--deadline-session",
+        metavar="SECONDS",
+        help="stop the session when the whole run takes longer than SECONDS: "
+        "the running test fails, no new test starts",
+    )
+    parser.addini("deadline", "default for --deadline (seconds)", default=None)
+    parser.addini("deadline_func_only", "default for --deadline-func-only", type="bool")
+    parser.addini("deadline_grace", "default for --deadline-grace (seconds)", default=None)
+    parser.addini("deadline_session", "default for --deadline-session (seconds)", default=None)
+
+
+def _seconds_option(config: pytest.Config, name: str, default: float | None) -> float | None:
+    value = config.getoption(name)
+    where = f"--{name.replace('_', '-')}"
+    if value is None:
+        value = config.getini(name)
+        where = f"the {name} ini option"
+    if value is None or value == "":
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"{where} must be a number of seconds, got {value!r}") from None
+    if not seconds >= 0:  # NaN included
+        raise pytest.UsageError(f"{where} must be non-negative, got {value!r}")
+    return seconds or None
+
+
+def _marker_seconds(marker: pytest.Mark) -> float | None:
+    if len(marker.args) > 1 or set(marker.kwargs) - {"seconds", "func_only"}:
+        raise TypeError(
+            "@pytest.mark.deadline takes (seconds, *, func_only=None), "
+            f"got args={marker.args!r} kwargs={marker.kwargs!r}"
+        )
+    value = marker.args[0] if marker.args else marker.kwargs.get("seconds")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"@pytest.mark.deadline: `seconds` must be a number or None, got {value!r}")
+    if not value >= 0:
+        raise ValueError(f"@pytest.mark.deadline: `seconds` must be non-negative, got {value!r}")
+    return float(value) or None
+
+
+class _Settings:
+    """The session's options, read once at configure time."""
+
+    __slots__ = ("func_only", "grace", "seconds", "session_ends", "session_seconds", "stderr_fd")
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.seconds = _seconds_option(config, "deadline", None)
+        func_only = config.getoption("deadline_func_only")
+        self.func_only = bool(
+            config.getini("deadline_func_only") if func_only is None else func_only
+        )
+        grace = _seconds_option(config, "deadline_grace", DEFAULT_GRACE)
+        self.grace = DEFAULT_GRACE if grace is None else grace
+        self.session_seconds = _seconds_option(config, "deadline_session", None)
+        self.session_ends: float | None = None
+        if config.getoption("trace", False):
+            # pdb at the start of every test: a limit would interrupt the debugging.
+            self.seconds = self.session_seconds = None
+        # The real stderr for faulthandler: pytest captures fd 2 during tests.
+        self.stderr_fd = os.dup(_stderr_fileno())
+
+    def describe(self) -> str | None:
+        parts = []
+        if self.seconds is not None:
+            covers = "the test function" if self.func_only else "setup, call and teardown"
+            parts.append(f"{self.seconds:g} s per test ({covers}), grace {self.grace:g} s")
+        if self.session_seconds is not None:
+            parts.append(f"{self.session_seconds:g} s for the session")
+        return "deadline: " + "; ".join(parts) if parts else None
+
+
+def _stderr_fileno() -> int:
+    try:
+        fileno = sys.stderr.fileno()
+        if fileno >= 0:
+            return fileno
+    except (AttributeError, ValueError, OSError):
+        pass
+    # pytest-xdist workers replace sys.stderr with an object that has no file.
+    stream = sys.__stderr__
+    return 2 if stream is None else stream.fileno()
+
+
+_SETTINGS = pytest.StashKey[_Settings]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _MARKER_HELP)
+    config.stash[_SETTINGS] = _Settings(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    settings = config.stash.get(_SETTINGS, None)
+    if settings is not None:
+        os.close(settings.stderr_fd)
+        del config.stash[_SETTINGS]
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    settings = config.stash.get(_SETTINGS, None)
+    return None if settings is None else settings.describe()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    settings = session.config.stash.get(_SETTINGS, None)
+    if settings is not None and settings.session_seconds is not None:
+        settings.session_ends = clock() + settings.session_seconds
+
+
+# --- one test ----------------------------------------------------------------------
+
+
+def _limited(run: _Run, when: str, func: Callable[..., _T], *args: Any) -> _T:
+    """Call one phase's code inside its ``with deadline()`` block (see Design notes)."""
+    __tracebackhide__ = True
+    if run.error is not None and when == "setup":
+        raise run.error
+    budget = run.budget(when)
+    if budget is None:
+        return func(*args)
+    seconds, limit, name = budget
+    run.ident = threading.get_ident()
+    run.frames = None
+    scope = deadline(seconds, label=name, on_expire=run.record_stack)
+    run.arm_last_resort(seconds)
+    try:
+        with scope:
+            return func(*args)
+        raise AssertionError("not reached: the deadline does not suppress")
+    except TimeoutExpired as exc:
+        if not scope.expired:
+            raise  # an inner deadline of the test's own
+        failure = run.failure(when, limit, name, cause=exc)
+        raise failure from None
+    finally:
+        run.disarm_last_resort()
+
+
+_LIMITED_CODE = _limited.__code__
+
+
+def _trampoline(run: _Run, when: str, func: Callable[..., _T], *args: Any) -> _T:
+    __tracebackhide__ = True
+    return _limited(run, when, func, *args)
+
+
+def _named_trampoline(nodeid: str) -> Callable[..., Any]:
+    # faulthandler prints a frame's code name: this one names the test in its dump.
+    title = f"<test {nodeid}, limited by watchdog_timeout>"
+    code = _trampoline.__code__.replace(co_name=title)
+    if sys.version_info >= (3, 11):
+        code = code.replace(co_qualname=title)
+    return types.FunctionType(code, _trampoline.__globals__, title)
+
+
+class _Run:
+    """The deadline bookkeeping of one test's protocol."""
+
+    __slots__ = (
+        "error",
+        "expired",
+        "frames",
+        "func_only",
+        "ident",
+        "item",
+        "last_resort",
+        "saved",
+        "seconds",
+        "settings",
+        "started",
+        "trampoline",
+    )
+
+    def __init__(
+        self,
+        item: pytest.Item,
+        settings: _Settings,
+        seconds: float | None,
+        func_only: bool,
+        error: Exception | None,
+    ) -> None:
+        self.item = item
+        self.settings = settings
+        self.seconds = seconds
+        self.func_only = func_only
+        self.error = error
+        self.started = clock()
+        self.expired = False
+        self.ident = 0
+        self.frames: list[tuple[types.FrameType, int, int]] | None = None
+        self.last_resort = False
+        self.saved: list[tuple[object, str, object]] = []
+        self.trampoline = _named_trampoline(item.nodeid)
+
+    # --- installing and removing the phase wrappers ----------------------------
+
+    def install(self) -> None:
+        item = self.item
+        self._wrap(item, "runtest", "call")
+        if not self.func_only or self.settings.session_seconds is not None or self.error:
+            self._wrap(item, "setup", "setup")
+            setup_state = getattr(item.session, "_setupstate", None)
+            if setup_state is not None and hasattr(setup_state, "teardown_exact"):
+                self._wrap(setup_state, "teardown_exact", "teardown")
+
+    def _wrap(self, owner: object, name: str, when: str) -> None:
+        original = getattr(owner, name)
+        self.saved.append((owner, name, vars(owner).get(name, _MISSING)))
+        trampoline = self.trampoline
+
+        def phase(*args: Any) -> Any:
+            __tracebackhide__ = True
+            return trampoline(self, when, original, *args)
+
+        setattr(owner, name, phase)
+
+    def uninstall(self) -> None:
+        while self.saved:
+            owner, name, previous = self.saved.pop()
+            if previous is _MISSING:
+                vars(owner).pop(name, None)
+            else:
+                setattr(owner, name, previous)
+
+    # --- one phase ---------------------------------------------------------------
+
+    def budget(self, when: str) -> tuple[float, float, str] | None:
+        """``(seconds left, the limit to report, its name)`` for a phase, or None."""
+        now = clock()
+        nodeid = self.item.nodeid
+        best: tuple[float, float, str] | None = None
+        if self.seconds is not None:
+            if when == "teardown" and self.expired:
+                grace = self.settings.grace
+                best = (grace, grace, f"the teardown of {nodeid} after its time ran out")
+            elif self.func_only:
+                if when == "call":
+                    best = (self.seconds, self.seconds, nodeid)
+            else:
+                best = (self.started + self.seconds - now, self.seconds, nodeid)
+        ends = self.settings.session_ends
+        if ends is not None and (best is None or ends - now < best[0]):
+            limit = self.settings.session_seconds
+            assert limit is not None
+            best = (ends - now, limit, "the test session (--deadline-session)")
+        if best is None:
+            return None
+        return (max(0.0, best[0]), best[1], best[2])
+
+    def record_stack(self) -> None:
+        """At expiry, in the monitor thread: where the test's thread is."""
+        frame = sys._current_frames().get(self.ident)
+        frames = []
+        while frame is not None and frame.f_code is not _LIMITED_CODE:
+            frames.append((frame, frame.f_lineno or frame.f_code.co_firstlineno, frame.f_lasti))
+            frame = frame.f_back
+        self.frames = frames
+        del frame
+
+    def failure(self, when: str, limit: float, name: str, cause: TimeoutExpired) -> TimeoutExpired:
+        """The TimeoutExpired to report: the limit, and the stack at expiry as traceback."""
+        self.expired = True
+        if name.startswith("the test session"):
+            self.item.session.shouldstop = (
+                f"--deadline-session: the session took longer than {limit:g} seconds"
+            )
+        frames = [entry for entry in self.frames or () if not _is_own(entry[0])]
+        self.frames = None
+        user = [entry for entry in frames if not _is_framework(entry[0])] or frames
+        stack = tuple((f.f_code.co_filename, line, f.f_code.co_name) for f, line, _ in user)
+        failure = TimeoutExpired(
+            limit, elapsed=clock() - self.started, name=name, stopped=cause.stopped, stack=stack
+        )
+        traceback: types.TracebackType | None = None
+        for frame, line, lasti in frames:  # innermost first: build from the inside out
+            traceback = types.TracebackType(traceback, frame, max(lasti, 0), line)
+        return failure.with_traceback(traceback)
+
+    # --- the last resort -------------------------------------------------------
+
+    def arm_last_resort(self, seconds: float) -> None:
+        faulthandler.dump_traceback_later(
+            seconds + self.settings.grace, file=self.settings.stderr_fd, exit=True
+        )
+        self.last_resort = True
+
+    def disarm_last_resort(self) -> None:
+        if self.last_resort:
+            faulthandler.cancel_dump_traceback_later()
+            self.last_resort = False
+            _restore_pytest_faulthandler(self)
+
+
+_MISSING = object()
+
+
+def _is_own(frame: types.FrameType) -> bool:
+    return frame.f_code.co_filename.startswith(_OWN_DIR)
+
+
+def _is_framework(frame: types.FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    return filename.startswith((_PYTEST_DIR, _PLUGGY_DIR))
+
+
+def _restore_pytest_faulthandler(run: _Run) -> None:
+    # faulthandler has one timer: give pytest's faulthandler_timeout back what is
+    # left of it for this test, as its own hook armed it at the protocol's start.
+    config = run.item.config
+    try:
+        timeout = float(config.getini("faulthandler_timeout") or 0.0)
+    except (ValueError, TypeError):
+        return
+    if timeout <= 0:
+        return
+    try:
+        exit_on_timeout = bool(config.getini("faulthandler_exit_on_timeout"))
+    except ValueError:  # older pytest: no such option
+        exit_on_timeout = False
+    left = max(timeout - (clock() - run.started), 0.001)
+    faulthandler.dump_traceback_later(left, file=run.settings.stderr_fd, exit=exit_on_timeout)
+
+
+def _start(item: pytest.Item, settings: _Settings) -> _Run | None:
+    seconds = settings.seconds
+    func_only = settings.func_only
+    error: Exception | None = None
+    marker = item.get_closest_marker("deadline")
+    if marker is not None and not item.config.getoption("trace", False):
+        try:
+            seconds = _marker_seconds(marker)
+            if marker.kwargs.get("func_only") is not None:
+                func_only = bool(marker.kwargs["func_only"])
+        except (TypeError, ValueError) as exc:
+            error = exc
+    if seconds is None and settings.session_ends is None and error is None:
+        return None
+    return _Run(item, settings, seconds, func_only, error)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    settings = item.config.stash.get(_SETTINGS, None)
+    run = None if settings is None else _start(item, settings)
+    if run is None:
+        yield
+        return
+    run.install()
+    try:
+        yield
+    finally:
+        run.uninstall()
+        ends = run.settings.session_ends
+        if ends is not None and clock() >= ends and not item.session.shouldstop:
+            item.session.shouldstop = (
+                f"--deadline-session: the session took longer than "
+                f"{run.settings.session_seconds:g} seconds"
+            )
