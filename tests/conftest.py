@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 #: Threads of our own that legitimately outlive a test: the monitor and idle workers.
 OWN_THREAD_PREFIX = "watchdog_timeout-"
 

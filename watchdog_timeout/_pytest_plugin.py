@@ -38,7 +38,9 @@ ours (a per-test copy of a trampoline whose code is renamed).
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import functools
 import os
 import sys
 import threading
@@ -302,7 +304,7 @@ class _Run:
             self._wrap(item, "setup", "setup")
             setup_state = getattr(item.session, "_setupstate", None)
             if setup_state is not None and hasattr(setup_state, "teardown_exact"):
-                self._wrap(setup_state, "teardown_exact", "teardown")
+                self._wrap_teardown(setup_state)
 
     def _wrap(self, owner: object, name: str, when: str) -> None:
         original = getattr(owner, name)
@@ -314,6 +316,46 @@ class _Run:
             return trampoline(self, when, original, *args)
 
         setattr(owner, name, phase)
+
+    def _wrap_teardown(self, setup_state: Any) -> None:
+        original = setup_state.teardown_exact
+        self.saved.append(
+            (setup_state, "teardown_exact", vars(setup_state).get(_TEARDOWN, _MISSING))
+        )
+        trampoline = self.trampoline
+
+        def teardown_exact(nextitem: pytest.Item | None) -> None:
+            __tracebackhide__ = True
+            if self._wrap_finalizers(setup_state):
+                # Each finalizer in its own block: pytest catches what one raises
+                # and goes on with the others, keeping its own state consistent.
+                original(nextitem)
+                return
+            try:
+                trampoline(self, "teardown", original, nextitem)
+            except TimeoutExpired:
+                if not self.expired:
+                    raise
+                # The node being torn down is lost; tear down the rest of them.
+                with contextlib.suppress(Exception):
+                    trampoline(self, "teardown", original, nextitem)
+                raise
+
+        setattr(setup_state, _TEARDOWN, teardown_exact)
+
+    def _wrap_finalizers(self, setup_state: Any) -> bool:
+        """Run each pending finalizer through ``_limited``; False if pytest's state is unknown."""
+        stack = getattr(setup_state, "stack", None)
+        if not isinstance(stack, dict):
+            return False
+        entries = list(stack.values())
+        if not all(isinstance(entry, tuple) and isinstance(entry[0], list) for entry in entries):
+            return False
+        trampoline = self.trampoline
+        for entry in entries:
+            finalizers = entry[0]
+            finalizers[:] = [functools.partial(trampoline, self, "teardown", f) for f in finalizers]
+        return True
 
     def uninstall(self) -> None:
         while self.saved:
@@ -330,11 +372,12 @@ class _Run:
         now = clock()
         nodeid = self.item.nodeid
         best: tuple[float, float, str] | None = None
+        if when == "teardown" and self.expired:
+            # Whatever ran out, the fixtures are still torn down, each in the grace period.
+            grace = self.settings.grace
+            return (grace, grace, f"the teardown of {nodeid} after its time ran out")
         if self.seconds is not None:
-            if when == "teardown" and self.expired:
-                grace = self.settings.grace
-                best = (grace, grace, f"the teardown of {nodeid} after its time ran out")
-            elif self.func_only:
+            if self.func_only:
                 if when == "call":
                     best = (self.seconds, self.seconds, nodeid)
             else:
@@ -393,6 +436,7 @@ class _Run:
 
 
 _MISSING = object()
+_TEARDOWN = "teardown_exact"
 
 
 def _is_own(frame: types.FrameType) -> bool:
