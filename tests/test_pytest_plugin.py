@@ -46,7 +46,7 @@ def test_plugin_busy_test_fails_and_the_next_passes(pytester: pytest.Pytester) -
         [
             "*deadline: 0.3 s per test (setup, call and teardown), grace 5 s*",
             "*TimeoutExpired: test_plugin_busy_test_fails_and_the_next_passes.py::test_busy "
-            "exceeded its time limit of 0.3 seconds; it was in test_busy (*.py:2)",
+            "exceeded its time limit of 0.3 seconds; it was in test_busy (*.py:*)",
         ]
     )
     assert elapsed < 10
@@ -74,8 +74,8 @@ def test_plugin_report_shows_the_stack_at_expiry_without_our_frames(
         [
             ">*outer()",
             ">*inner()",
-            ">*while True:",
-            "*it was in inner (*.py:2), called from outer (*.py:6), called from test_deep (*.py:9)",
+            "*while True:",
+            "*it was in inner (*.py:*), called from outer (*.py:6), called from test_deep (*.py:9)",
         ]
     )
     output = result.stdout.str()
