@@ -44,6 +44,7 @@ import functools
 import os
 import sys
 import threading
+import time
 import types
 from collections.abc import Iterator
 from typing import Any, Callable, TypeVar
@@ -204,10 +205,29 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return None if settings is None else settings.describe()
 
 
+#: The session's end on the wall clock, handed to pytest-xdist's workers.
+_WORKER_INPUT = "watchdog_timeout_session_ends"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     settings = session.config.stash.get(_SETTINGS, None)
-    if settings is not None and settings.session_seconds is not None:
+    if settings is None or settings.session_seconds is None:
+        return
+    worker_input = getattr(session.config, "workerinput", None)
+    if worker_input is not None and _WORKER_INPUT in worker_input:
+        # An xdist worker: the controller's session started first.
+        settings.session_ends = clock() + (worker_input[_WORKER_INPUT] - time.time())
+    else:
         settings.session_ends = clock() + settings.session_seconds
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist, in the controller: the workers share its session's end."""
+    settings = node.config.stash.get(_SETTINGS, None)
+    if settings is not None and settings.session_ends is not None:
+        node.workerinput[_WORKER_INPUT] = time.time() + (settings.session_ends - clock())
 
 
 # --- one test ----------------------------------------------------------------------
@@ -280,7 +300,7 @@ class _Run:
         settings: _Settings,
         seconds: float | None,
         func_only: bool,
-        error: Exception | None,
+        error: BaseException | None,
     ) -> None:
         self.item = item
         self.settings = settings
@@ -405,9 +425,7 @@ class _Run:
         """The TimeoutExpired to report: the limit, and the stack at expiry as traceback."""
         self.expired = True
         if name.startswith("the test session"):
-            self.item.session.shouldstop = (
-                f"--deadline-session: the session took longer than {limit:g} seconds"
-            )
+            self.item.session.shouldstop = _session_over(self.settings)
         frames = [entry for entry in self.frames or () if not _is_own(entry[0])]
         self.frames = None
         user = [entry for entry in frames if not _is_framework(entry[0])] or frames
@@ -436,6 +454,12 @@ class _Run:
 
 
 _MISSING = object()
+
+
+def _session_over(settings: _Settings) -> str:
+    return f"--deadline-session: the session took longer than {settings.session_seconds:g} seconds"
+
+
 _TEARDOWN = "teardown_exact"
 
 
@@ -469,7 +493,7 @@ def _restore_pytest_faulthandler(run: _Run) -> None:
 def _start(item: pytest.Item, settings: _Settings) -> _Run | None:
     seconds = settings.seconds
     func_only = settings.func_only
-    error: Exception | None = None
+    error: BaseException | None = None
     marker = item.get_closest_marker("deadline")
     if marker is not None and not item.config.getoption("trace", False):
         try:
@@ -480,6 +504,10 @@ def _start(item: pytest.Item, settings: _Settings) -> _Run | None:
             error = exc
     if seconds is None and settings.session_ends is None and error is None:
         return None
+    if settings.session_ends is not None and clock() >= settings.session_ends:
+        # The session's time ran out between tests (or before an xdist worker started).
+        item.session.shouldstop = _session_over(settings)
+        error = pytest.skip.Exception("--deadline-session: the session's time ran out first")
     return _Run(item, settings, seconds, func_only, error)
 
 
@@ -497,7 +525,4 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         run.uninstall()
         ends = run.settings.session_ends
         if ends is not None and clock() >= ends and not item.session.shouldstop:
-            item.session.shouldstop = (
-                f"--deadline-session: the session took longer than "
-                f"{run.settings.session_seconds:g} seconds"
-            )
+            item.session.shouldstop = _session_over(run.settings)
