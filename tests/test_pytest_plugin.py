@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -400,30 +401,65 @@ def test_plugin_alongside_pytest_timeout(pytester: pytest.Pytester) -> None:
     assert elapsed < 10
 
 
+RUN_IN_A_THREAD = """
+import sys
+import threading
+import pytest
+
+codes = []
+thread = threading.Thread(
+    target=lambda: codes.append(pytest.main(sys.argv[1:])), name="pytest-runner"
+)
+thread.start()
+thread.join()
+sys.exit(codes[0])
+"""
+
+
+def _run_in_a_thread(
+    pytester: pytest.Pytester, tests: Path, *args: str
+) -> tuple[pytest.RunResult, float]:
+    script = pytester.makepyfile(runner=RUN_IN_A_THREAD)
+    start = time.monotonic()
+    result = pytester.run(sys.executable, str(script), *QUIET, *args, str(tests), timeout=60)
+    return result, time.monotonic() - start
+
+
 def test_plugin_stops_a_busy_test_when_pytest_runs_in_another_thread(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(BUSY_THEN_PASS)
-    script = pytester.makepyfile(
-        runner="""
-        import sys
-        import threading
-        import pytest
-
-        codes = []
-        thread = threading.Thread(
-            target=lambda: codes.append(pytest.main(sys.argv[1:])), name="pytest-runner"
-        )
-        thread.start()
-        thread.join()
-        sys.exit(codes[0])
-        """
-    )
-    start = time.monotonic()
-    result = pytester.run(sys.executable, str(script), *QUIET, "--deadline=0.3", timeout=60)
-    elapsed = time.monotonic() - start
+    tests = pytester.makepyfile(BUSY_THEN_PASS)
+    result, elapsed = _run_in_a_thread(pytester, tests, "--deadline=0.3")
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["*test_busy exceeded its time limit of 0.3 seconds*"])
+    assert elapsed < 20
+
+
+def test_plugin_last_resort_for_a_blocked_call_outside_the_main_thread(
+    pytester: pytest.Pytester,
+) -> None:
+    tests = pytester.makepyfile(
+        """
+        import time
+
+        def test_blocked():
+            time.sleep(30)
+
+        def test_never_reached():
+            pass
+        """
+    )
+    result, elapsed = _run_in_a_thread(pytester, tests, "--deadline=0.3", "--deadline-grace=0.5")
+    assert result.ret == 1
+    result.stderr.fnmatch_lines(
+        [
+            "watchdog_timeout: test_plugin_last_resort_for_a_blocked_call_outside_the_main_thread"
+            ".py::test_blocked did not stop within 0.5 s after its time limit ran out*",
+            "*in test_blocked",
+        ],
+        consecutive=False,
+    )
+    assert "test_never_reached" not in result.stdout.str()
     assert elapsed < 20
 
 

@@ -144,7 +144,15 @@ def _marker_seconds(marker: pytest.Mark) -> float | None:
 class _Settings:
     """The session's options, read once at configure time."""
 
-    __slots__ = ("func_only", "grace", "seconds", "session_ends", "session_seconds", "stderr_fd")
+    __slots__ = (
+        "func_only",
+        "grace",
+        "last_resort",
+        "seconds",
+        "session_ends",
+        "session_seconds",
+        "stderr_fd",
+    )
 
     def __init__(self, config: pytest.Config) -> None:
         self.seconds = _seconds_option(config, "deadline", None)
@@ -161,6 +169,7 @@ class _Settings:
             self.seconds = self.session_seconds = None
         # The real stderr for faulthandler: pytest captures fd 2 during tests.
         self.stderr_fd = os.dup(_stderr_fileno())
+        self.last_resort = _LastResort(self.stderr_fd)
 
     def describe(self) -> str | None:
         parts = []
@@ -196,6 +205,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     settings = config.stash.get(_SETTINGS, None)
     if settings is not None:
+        settings.last_resort.close()
         os.close(settings.stderr_fd)
         del config.stash[_SETTINGS]
 
@@ -441,16 +451,79 @@ class _Run:
     # --- the last resort -------------------------------------------------------
 
     def arm_last_resort(self, seconds: float) -> None:
-        faulthandler.dump_traceback_later(
-            seconds + self.settings.grace, file=self.settings.stderr_fd, exit=True
+        grace = self.settings.grace
+        message = (
+            f"\nwatchdog_timeout: {self.item.nodeid} did not stop within {grace:g} s after "
+            f"its time limit ran out (blocked in a call outside the main thread, or in C "
+            f"code): the stacks of all threads follow, then pytest exits.\n"
         )
+        self.settings.last_resort.arm(seconds + grace, message)
         self.last_resort = True
 
     def disarm_last_resort(self) -> None:
         if self.last_resort:
-            faulthandler.cancel_dump_traceback_later()
+            self.settings.last_resort.disarm()
             self.last_resort = False
             _restore_pytest_faulthandler(self)
+
+
+class _LastResort:
+    """Dump every thread's stack and exit when a phase has not ended in time.
+
+    A thread of ours does it when it can: it names the test first. When C code
+    holds the GIL, no Python thread runs, and faulthandler's watchdog (a C thread)
+    does it a moment later, the test named by a frame of ours in its dump.
+    """
+
+    #: How much later faulthandler steps in, should our thread not run.
+    BACKSTOP = 0.5
+
+    __slots__ = ("_closed", "_condition", "_fd", "_message", "_thread", "_when")
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._condition = threading.Condition(threading.Lock())
+        self._when: float | None = None
+        self._message = ""
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, seconds: float, message: str) -> None:
+        with self._condition:
+            self._when = clock() + seconds
+            self._message = message
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="watchdog_timeout-pytest-last-resort", daemon=True
+                )
+                self._thread.start()
+            self._condition.notify()
+        faulthandler.dump_traceback_later(seconds + self.BACKSTOP, file=self._fd, exit=True)
+
+    def disarm(self) -> None:
+        # Under the lock: once our thread has decided to act, this waits for the exit.
+        with self._condition:
+            self._when = None
+        faulthandler.cancel_dump_traceback_later()
+
+    def close(self) -> None:
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        with self._condition:
+            while not self._closed:
+                when = self._when
+                left = None if when is None else when - clock()
+                if left is None or left > 0:
+                    self._condition.wait(left)
+                    continue
+                os.write(self._fd, self._message.encode(errors="backslashreplace"))
+                faulthandler.dump_traceback(file=self._fd, all_threads=True)
+                os._exit(1)
 
 
 _MISSING = object()
