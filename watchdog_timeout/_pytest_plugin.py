@@ -52,9 +52,9 @@ from typing import Any, Callable, TypeVar
 import pluggy
 import pytest
 
-from ._errors import TimeoutExpired
-from ._scope import deadline
-from ._seconds import clock
+from . import TimeoutExpired, deadline
+
+clock = time.monotonic  # the library's clock; only its public API is used here
 
 __all__ = ()
 
@@ -423,13 +423,17 @@ class _Run:
 
     def record_stack(self) -> None:
         """At expiry, in the monitor thread: where the test's thread is."""
-        frame = sys._current_frames().get(self.ident)
-        frames = []
-        while frame is not None and frame.f_code is not _LIMITED_CODE:
-            frames.append((frame, frame.f_lineno or frame.f_code.co_firstlineno, frame.f_lasti))
-            frame = frame.f_back
-        self.frames = frames
-        del frame
+        try:
+            frame = sys._current_frames().get(self.ident)
+            frames = []
+            while frame is not None and frame.f_code is not _LIMITED_CODE:
+                line = frame.f_lineno or frame.f_code.co_firstlineno
+                frames.append((frame, line, frame.f_lasti))
+                frame = frame.f_back
+            self.frames = frames
+            del frame
+        except Exception:  # the monitor must go on; the report goes without the stack
+            self.frames = None
 
     def failure(self, when: str, limit: float, name: str, cause: TimeoutExpired) -> TimeoutExpired:
         """The TimeoutExpired to report: the limit, and the stack at expiry as traceback."""
