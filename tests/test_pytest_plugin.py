@@ -125,36 +125,36 @@ def test_plugin_marker_overrides_and_lifts_the_option(pytester: pytest.Pytester)
 
         @pytest.mark.deadline(None)
         def test_lifted():
-            time.sleep(0.6)
+            time.sleep(0.35)
 
-        @pytest.mark.deadline(0.2)
+        @pytest.mark.deadline(0.15)
         def test_shorter():
             time.sleep(30)
 
         @pytest.mark.deadline(seconds=0)
         def test_zero_lifts():
-            time.sleep(0.6)
+            time.sleep(0.35)
 
-        @pytest.mark.deadline(0.2)
+        @pytest.mark.deadline(0.15)
         class TestClass:
             def test_in_class(self):
                 time.sleep(30)
 
             @pytest.mark.deadline(None)
             def test_closest_wins(self):
-                time.sleep(0.6)
+                time.sleep(0.35)
 
         def test_option():
             time.sleep(30)
         """
     )
-    result = _run(pytester, "--deadline=0.4", "-v")
+    result = _run(pytester, "--deadline=0.25", "-v")
     result.assert_outcomes(failed=3, passed=3)
     result.stdout.fnmatch_lines(
         [
-            "*test_shorter exceeded its time limit of 0.2 seconds*",
-            "*test_in_class exceeded its time limit of 0.2 seconds*",
-            "*test_option exceeded its time limit of 0.4 seconds*",
+            "*test_shorter exceeded its time limit of 0.15 seconds*",
+            "*test_in_class exceeded its time limit of 0.15 seconds*",
+            "*test_option exceeded its time limit of 0.25 seconds*",
         ],
         consecutive=False,
     )
@@ -288,6 +288,30 @@ def test_plugin_overrun_in_a_test_leaves_its_teardown_a_grace_period(
     )
     result = _run(pytester, "--deadline=0.3", "--deadline-grace=2")
     result.assert_outcomes(failed=1, passed=1)
+
+
+def test_plugin_wraps_a_collectors_finalizers_once(pytester: pytest.Pytester) -> None:
+    # A module's finalizers wait on the teardown stack over all its tests.
+    pytester.makepyfile(
+        """
+        import sys
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def shared():
+            yield
+            depth, frame = 0, sys._getframe()
+            while frame is not None:
+                depth, frame = depth + 1, frame.f_back
+            assert depth < 150
+
+        @pytest.mark.parametrize("i", range(100))
+        def test_many(shared, i):
+            pass
+        """
+    )
+    result = _run(pytester, "--deadline=30")
+    result.assert_outcomes(passed=100)
 
 
 def test_plugin_func_only_leaves_fixtures_unlimited(pytester: pytest.Pytester) -> None:
@@ -475,7 +499,7 @@ def test_plugin_last_resort_for_c_code_that_holds_the_gil(pytester: pytest.Pytes
     )
     start = time.monotonic()
     result = pytester.runpytest_subprocess(
-        *QUIET, "--deadline=0.3", "--deadline-grace=0.5", timeout=60
+        *QUIET, "--deadline=0.3", "--deadline-grace=0.2", timeout=60
     )
     elapsed = time.monotonic() - start
     assert result.ret == 1  # faulthandler's exit code

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
-import functools
 import os
 import sys
 import threading
@@ -152,6 +151,7 @@ class _Settings:
         "session_ends",
         "session_seconds",
         "stderr_fd",
+        "tearing_down",
     )
 
     def __init__(self, config: pytest.Config) -> None:
@@ -170,6 +170,8 @@ class _Settings:
         # The real stderr for faulthandler: pytest captures fd 2 during tests.
         self.stderr_fd = os.dup(_stderr_fileno())
         self.last_resort = _LastResort(self.stderr_fd)
+        #: The test whose teardown is running its finalizers, if it has a limit.
+        self.tearing_down: _Run | None = None
 
     def describe(self) -> str | None:
         parts = []
@@ -296,7 +298,6 @@ class _Run:
         "func_only",
         "ident",
         "item",
-        "last_resort",
         "saved",
         "seconds",
         "settings",
@@ -321,7 +322,6 @@ class _Run:
         self.expired = False
         self.ident = 0
         self.frames: list[tuple[types.FrameType, int, int]] | None = None
-        self.last_resort = False
         self.saved: list[tuple[object, str, object]] = []
         self.trampoline = _named_trampoline(item.nodeid)
 
@@ -359,7 +359,11 @@ class _Run:
             if self._wrap_finalizers(setup_state):
                 # Each finalizer in its own block: pytest catches what one raises
                 # and goes on with the others, keeping its own state consistent.
-                original(nextitem)
+                self.settings.tearing_down = self
+                try:
+                    original(nextitem)
+                finally:
+                    self.settings.tearing_down = None
                 return
             try:
                 trampoline(self, "teardown", original, nextitem)
@@ -381,10 +385,11 @@ class _Run:
         entries = list(stack.values())
         if not all(isinstance(entry, tuple) and isinstance(entry[0], list) for entry in entries):
             return False
-        trampoline = self.trampoline
+        settings = self.settings
         for entry in entries:
-            finalizers = entry[0]
-            finalizers[:] = [functools.partial(trampoline, self, "teardown", f) for f in finalizers]
+            entry[0][:] = [
+                f if isinstance(f, _Finalizer) else _Finalizer(f, settings) for f in entry[0]
+            ]
         return True
 
     def uninstall(self) -> None:
@@ -461,14 +466,31 @@ class _Run:
             f"its time limit ran out (blocked in a call outside the main thread, or in C "
             f"code): the stacks of all threads follow, then pytest exits.\n"
         )
-        self.settings.last_resort.arm(seconds + grace, message)
-        self.last_resort = True
+        self.settings.last_resort.arm(clock() + seconds + grace, message)
 
     def disarm_last_resort(self) -> None:
-        if self.last_resort:
-            self.settings.last_resort.disarm()
-            self.last_resort = False
-            _restore_pytest_faulthandler(self)
+        self.settings.last_resort.disarm()
+
+
+class _Finalizer:
+    """A finalizer on pytest's teardown stack, run in the limit of the test tearing down.
+
+    Collectors' finalizers stay on the stack over many tests: they are wrapped once,
+    and find the test whose teardown runs them when they run (none at the session's end).
+    """
+
+    __slots__ = ("function", "settings")
+
+    def __init__(self, function: Callable[[], object], settings: _Settings) -> None:
+        self.function = function
+        self.settings = settings
+
+    def __call__(self) -> object:
+        __tracebackhide__ = True
+        run = self.settings.tearing_down
+        if run is None:
+            return self.function()
+        return run.trampoline(run, "teardown", self.function)
 
 
 class _LastResort:
@@ -477,40 +499,71 @@ class _LastResort:
     A thread of ours does it when it can: it names the test first. When C code
     holds the GIL, no Python thread runs, and faulthandler's watchdog (a C thread)
     does it a moment later, the test named by a frame of ours in its dump.
+
+    Cheap to arm and disarm, as it happens several times per test: our thread is
+    woken only for an earlier deadline than the one it sleeps towards, and the
+    faulthandler timer (a C thread started per call) is re-armed only when the
+    deadline moves, and cancelled at the end of the test's protocol.
     """
 
     #: How much later faulthandler steps in, should our thread not run.
-    BACKSTOP = 0.5
+    BACKSTOP = 0.25
 
-    __slots__ = ("_closed", "_condition", "_fd", "_message", "_thread", "_when")
+    __slots__ = (
+        "_closed",
+        "_condition",
+        "_fault_when",
+        "_fd",
+        "_message",
+        "_thread",
+        "_wake_at",
+        "_when",
+    )
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._condition = threading.Condition(threading.Lock())
         self._when: float | None = None
+        self._wake_at: float | None = None
+        self._fault_when: float | None = None
         self._message = ""
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def arm(self, seconds: float, message: str) -> None:
+    def arm(self, when: float, message: str) -> None:
+        """Act at ``when`` (on the monotonic clock) unless disarmed first."""
         with self._condition:
-            self._when = clock() + seconds
+            self._when = when
             self._message = message
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="watchdog_timeout-pytest-last-resort", daemon=True
                 )
                 self._thread.start()
-            self._condition.notify()
-        faulthandler.dump_traceback_later(seconds + self.BACKSTOP, file=self._fd, exit=True)
+            elif self._wake_at is None or when < self._wake_at:
+                self._condition.notify()
+        fault_when = self._fault_when
+        if fault_when is None or abs(fault_when - when) > 0.01:
+            faulthandler.dump_traceback_later(
+                when - clock() + self.BACKSTOP, file=self._fd, exit=True
+            )
+            self._fault_when = when
 
     def disarm(self) -> None:
+        """Stand down our thread; faulthandler's timer waits for :meth:`cancel`."""
         # Under the lock: once our thread has decided to act, this waits for the exit.
         with self._condition:
             self._when = None
-        faulthandler.cancel_dump_traceback_later()
+
+    def cancel(self) -> None:
+        """Stand down both, at the end of a test."""
+        self.disarm()
+        if self._fault_when is not None:
+            faulthandler.cancel_dump_traceback_later()
+            self._fault_when = None
 
     def close(self) -> None:
+        self.cancel()
         with self._condition:
             self._closed = True
             self._condition.notify()
@@ -523,7 +576,9 @@ class _LastResort:
                 when = self._when
                 left = None if when is None else when - clock()
                 if left is None or left > 0:
+                    self._wake_at = when
                     self._condition.wait(left)
+                    self._wake_at = None
                     continue
                 os.write(self._fd, self._message.encode(errors="backslashreplace"))
                 faulthandler.dump_traceback(file=self._fd, all_threads=True)
@@ -547,24 +602,6 @@ def _is_own(frame: types.FrameType) -> bool:
 def _is_framework(frame: types.FrameType) -> bool:
     filename = frame.f_code.co_filename
     return filename.startswith((_PYTEST_DIR, _PLUGGY_DIR))
-
-
-def _restore_pytest_faulthandler(run: _Run) -> None:
-    # faulthandler has one timer: give pytest's faulthandler_timeout back what is
-    # left of it for this test, as its own hook armed it at the protocol's start.
-    config = run.item.config
-    try:
-        timeout = float(config.getini("faulthandler_timeout") or 0.0)
-    except (ValueError, TypeError):
-        return
-    if timeout <= 0:
-        return
-    try:
-        exit_on_timeout = bool(config.getini("faulthandler_exit_on_timeout"))
-    except ValueError:  # older pytest: no such option
-        exit_on_timeout = False
-    left = max(timeout - (clock() - run.started), 0.001)
-    faulthandler.dump_traceback_later(left, file=run.settings.stderr_fd, exit=exit_on_timeout)
 
 
 def _start(item: pytest.Item, settings: _Settings) -> _Run | None:
@@ -600,6 +637,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
     finally:
         run.uninstall()
+        run.settings.last_resort.cancel()
         ends = run.settings.session_ends
         if ends is not None and clock() >= ends and not item.session.shouldstop:
             item.session.shouldstop = _session_over(run.settings)
