@@ -117,6 +117,26 @@ def test_plugin_except_exception_cannot_swallow_it(pytester: pytest.Pytester) ->
     assert elapsed < 10
 
 
+def test_plugin_a_test_that_swallows_the_interrupt_still_fails(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import time
+
+        def test_swallows():
+            try:
+                time.sleep(30)
+            except BaseException:
+                pass
+        """
+    )
+    result, elapsed = _timed(pytester, "--deadline=0.3")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*test_swallows exceeded its time limit of 0.3 seconds*"])
+    assert elapsed < 10
+
+
 def test_plugin_marker_overrides_and_lifts_the_option(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -135,6 +155,10 @@ def test_plugin_marker_overrides_and_lifts_the_option(pytester: pytest.Pytester)
         def test_zero_lifts():
             time.sleep(0.35)
 
+        @pytest.mark.deadline(float("inf"))
+        def test_inf_lifts():
+            time.sleep(0.35)
+
         @pytest.mark.deadline(0.15)
         class TestClass:
             def test_in_class(self):
@@ -149,7 +173,7 @@ def test_plugin_marker_overrides_and_lifts_the_option(pytester: pytest.Pytester)
         """
     )
     result = _run(pytester, "--deadline=0.25", "-v")
-    result.assert_outcomes(failed=3, passed=3)
+    result.assert_outcomes(failed=3, passed=4)
     result.stdout.fnmatch_lines(
         [
             "*test_shorter exceeded its time limit of 0.15 seconds*",
@@ -201,14 +225,22 @@ def test_plugin_marker_with_a_bad_value_errors_that_test(pytester: pytest.Pytest
     result.stdout.fnmatch_lines(["*`seconds` must be a number or None, got 'soon'*"])
 
 
-@pytest.mark.parametrize(("option", "message"), [("abc", "number"), ("-1", "non-negative")])
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--deadline=abc", "--deadline must be a number of seconds, got 'abc'"),
+        ("--deadline=-1", "--deadline must be non-negative, got '-1'"),
+        ("--deadline-session=nan", "--deadline-session must be non-negative, got 'nan'"),
+        ("--deadline-grace=0", "--deadline-grace must be a positive number of seconds, got '0'"),
+    ],
+)
 def test_plugin_bad_option_is_a_usage_error(
     pytester: pytest.Pytester, option: str, message: str
 ) -> None:
     pytester.makepyfile("def test_ok(): pass")
-    result = _run(pytester, f"--deadline={option}")
+    result = _run(pytester, option)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*--deadline must be*{message}*"])
+    result.stderr.fnmatch_lines([f"*{message}*"])
 
 
 def test_plugin_fixture_overruns_error_and_teardown_goes_on(pytester: pytest.Pytester) -> None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import math
 import os
 import sys
 import threading
@@ -107,21 +108,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("deadline_session", "default for --deadline-session (seconds)", default=None)
 
 
-def _seconds_option(config: pytest.Config, name: str, default: float | None) -> float | None:
+def _seconds_option(config: pytest.Config, name: str) -> float | None:
+    """A number of seconds from the command line or the ini file; None for 0, inf or unset."""
     value = config.getoption(name)
     where = f"--{name.replace('_', '-')}"
     if value is None:
         value = config.getini(name)
         where = f"the {name} ini option"
     if value is None or value == "":
-        return default
+        return None
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         raise pytest.UsageError(f"{where} must be a number of seconds, got {value!r}") from None
     if not seconds >= 0:  # NaN included
         raise pytest.UsageError(f"{where} must be non-negative, got {value!r}")
-    return seconds or None
+    if name == "deadline_grace" and not 0 < seconds < math.inf:
+        raise pytest.UsageError(f"{where} must be a positive number of seconds, got {value!r}")
+    return seconds if 0 < seconds < math.inf else None
 
 
 def _marker_seconds(marker: pytest.Mark) -> float | None:
@@ -137,7 +141,7 @@ def _marker_seconds(marker: pytest.Mark) -> float | None:
         raise TypeError(f"@pytest.mark.deadline: `seconds` must be a number or None, got {value!r}")
     if not value >= 0:
         raise ValueError(f"@pytest.mark.deadline: `seconds` must be non-negative, got {value!r}")
-    return float(value) or None
+    return float(value) if 0 < value < math.inf else None
 
 
 class _Settings:
@@ -155,14 +159,14 @@ class _Settings:
     )
 
     def __init__(self, config: pytest.Config) -> None:
-        self.seconds = _seconds_option(config, "deadline", None)
+        self.seconds = _seconds_option(config, "deadline")
         func_only = config.getoption("deadline_func_only")
         self.func_only = bool(
             config.getini("deadline_func_only") if func_only is None else func_only
         )
-        grace = _seconds_option(config, "deadline_grace", DEFAULT_GRACE)
+        grace = _seconds_option(config, "deadline_grace")
         self.grace = DEFAULT_GRACE if grace is None else grace
-        self.session_seconds = _seconds_option(config, "deadline_session", None)
+        self.session_seconds = _seconds_option(config, "deadline_session")
         self.session_ends: float | None = None
         if config.getoption("trace", False):
             # pdb at the start of every test: a limit would interrupt the debugging.
@@ -260,15 +264,17 @@ def _limited(run: _Run, when: str, func: Callable[..., _T], *args: Any) -> _T:
     run.arm_last_resort(seconds)
     try:
         with scope:
-            return func(*args)
-        raise AssertionError("not reached: the deadline does not suppress")
+            result = func(*args)
     except TimeoutExpired as exc:
         if not scope.expired:
             raise  # an inner deadline of the test's own
-        failure = run.failure(when, limit, name, cause=exc)
-        raise failure from None
+        raise run.failure(limit, name, stopped=exc.stopped) from None
     finally:
         run.disarm_last_resort()
+    if run.frames is not None:
+        # The time ran out, and the code caught the interrupt and returned all the same.
+        raise run.failure(limit, name, stopped=True) from None
+    return result
 
 
 _LIMITED_CODE = _limited.__code__
@@ -421,7 +427,7 @@ class _Run:
         if ends is not None and (best is None or ends - now < best[0]):
             limit = self.settings.session_seconds
             assert limit is not None
-            best = (ends - now, limit, "the test session (--deadline-session)")
+            best = (ends - now, limit, _SESSION)
         if best is None:
             return None
         return (max(0.0, best[0]), best[1], best[2])
@@ -440,17 +446,17 @@ class _Run:
         except Exception:  # the monitor must go on; the report goes without the stack
             self.frames = None
 
-    def failure(self, when: str, limit: float, name: str, cause: TimeoutExpired) -> TimeoutExpired:
+    def failure(self, limit: float, name: str, *, stopped: bool) -> TimeoutExpired:
         """The TimeoutExpired to report: the limit, and the stack at expiry as traceback."""
         self.expired = True
-        if name.startswith("the test session"):
+        if name == _SESSION:
             self.item.session.shouldstop = _session_over(self.settings)
         frames = [entry for entry in self.frames or () if not _is_own(entry[0])]
         self.frames = None
         user = [entry for entry in frames if not _is_framework(entry[0])] or frames
         stack = tuple((f.f_code.co_filename, line, f.f_code.co_name) for f, line, _ in user)
         failure = TimeoutExpired(
-            limit, elapsed=clock() - self.started, name=name, stopped=cause.stopped, stack=stack
+            limit, elapsed=clock() - self.started, name=name, stopped=stopped, stack=stack
         )
         traceback: types.TracebackType | None = None
         for frame, line, lasti in frames:  # innermost first: build from the inside out
@@ -586,6 +592,7 @@ class _LastResort:
 
 
 _MISSING = object()
+_SESSION = "the test session (--deadline-session)"
 
 
 def _session_over(settings: _Settings) -> str:
