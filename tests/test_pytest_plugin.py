@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from watchdog_timeout import _pytest_plugin
+from watchdog_timeout import _pytest_run
 
 BUSY_THEN_PASS = """
     def test_busy():
@@ -570,7 +570,7 @@ def test_plugin_with_xdist(pytester: pytest.Pytester) -> None:
 
 
 def test_plugin_names_its_trampoline_after_the_test() -> None:
-    trampoline = _pytest_plugin._named_trampoline("tests/x.py::test_y[1]")
+    trampoline = _pytest_run._named_trampoline("tests/x.py::test_y[1]")
     assert (
         trampoline.__code__.co_name == "<test tests/x.py::test_y[1], limited by watchdog_timeout>"
     )

@@ -21,51 +21,36 @@ Things that don't work:
   interrupt is sent again until the block ends, through pytest's reporting.
 
 Solution: each phase's user code is called from a plain frame of ours that holds
-the ``with`` block: ``item.setup`` (the fixtures), ``item.runtest`` (the test) and
-the session's ``SetupState.teardown_exact`` (finalizers and fixture teardown) are
-replaced on their instances for the duration of the test's protocol. The block
-ends where the phase's code returns or raises, still inside ``from_call``, and
-``TimeoutExpired`` is what pytest reports for that phase. A phase starts with what
-is left of the test's budget; the teardown of a test whose time ran out gets a
-fresh budget of the grace period, so that its fixtures are still torn down.
+the ``with`` block (``_pytest_run``): ``item.setup`` (the fixtures) and
+``item.runtest`` (the test) are replaced on the item for the duration of its
+protocol; for the teardown, each finalizer on pytest's teardown stack is wrapped,
+so that pytest catches what one raises and goes on with the others (wrapping
+``SetupState.teardown_exact`` as a whole would leave pytest's stack half torn down).
+The block ends where the phase's code returns or raises, still inside
+``from_call``, and ``TimeoutExpired`` is what pytest reports for that phase. A
+phase starts with what is left of the test's budget; after the time ran out, each
+finalizer gets the grace period, so that the fixtures are still torn down.
 
-The last resort, for code that never returns to the interpreter: the monitor
-thread needs the GIL, so ``faulthandler``'s watchdog (a C thread) is armed at each
-phase's limit plus the grace period and cancelled when the phase ends. It dumps
-every thread and exits; the test's name is in the dump as the name of a frame of
-ours (a per-test copy of a trampoline whose code is renamed).
+The last resort, for a test that does not stop within the grace period: a thread
+of ours names the test, dumps every thread's stack and exits. C code that holds
+the GIL stops every Python thread, ours and the monitor included, so
+``faulthandler``'s watchdog (a C thread) is armed a moment later as well; the
+test's name is in its dump as the name of a frame of ours (a per-test copy of a
+trampoline whose code is renamed). Both stand down when the test's protocol ends.
 """
 
 from __future__ import annotations
 
-import contextlib
-import faulthandler
 import math
-import os
-import sys
-import threading
 import time
-import types
 from collections.abc import Iterator
-from typing import Any, Callable, TypeVar
+from typing import Any
 
-import pluggy
 import pytest
 
-from . import TimeoutExpired, deadline
-
-clock = time.monotonic  # the library's clock; only its public API is used here
+from ._pytest_run import DEFAULT_GRACE, Run, Settings, clock, session_over
 
 __all__ = ()
-
-_T = TypeVar("_T")
-
-#: Seconds a test that overran gets to stop, and its teardown gets to run.
-DEFAULT_GRACE = 5.0
-
-_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
-_PYTEST_DIR = os.path.dirname(os.path.abspath(sys.modules[pytest.Item.__module__].__file__ or ""))
-_PLUGGY_DIR = os.path.dirname(os.path.abspath(pluggy.__file__ or ""))
 
 _MARKER_HELP = (
     "deadline(seconds, *, func_only=None): limit the time of this test "
@@ -144,75 +129,37 @@ def _marker_seconds(marker: pytest.Mark) -> float | None:
     return float(value) if 0 < value < math.inf else None
 
 
-class _Settings:
-    """The session's options, read once at configure time."""
-
-    __slots__ = (
-        "func_only",
-        "grace",
-        "last_resort",
-        "seconds",
-        "session_ends",
-        "session_seconds",
-        "stderr_fd",
-        "tearing_down",
+def _settings(config: pytest.Config) -> Settings:
+    seconds = _seconds_option(config, "deadline")
+    session_seconds = _seconds_option(config, "deadline_session")
+    if config.getoption("trace", False):
+        # pdb at the start of every test: a limit would interrupt the debugging.
+        seconds = session_seconds = None
+    func_only = config.getoption("deadline_func_only")
+    if func_only is None:
+        func_only = config.getini("deadline_func_only")
+    grace = _seconds_option(config, "deadline_grace")
+    return Settings(
+        seconds,
+        func_only=bool(func_only),
+        grace=DEFAULT_GRACE if grace is None else grace,
+        session_seconds=session_seconds,
     )
 
-    def __init__(self, config: pytest.Config) -> None:
-        self.seconds = _seconds_option(config, "deadline")
-        func_only = config.getoption("deadline_func_only")
-        self.func_only = bool(
-            config.getini("deadline_func_only") if func_only is None else func_only
-        )
-        grace = _seconds_option(config, "deadline_grace")
-        self.grace = DEFAULT_GRACE if grace is None else grace
-        self.session_seconds = _seconds_option(config, "deadline_session")
-        self.session_ends: float | None = None
-        if config.getoption("trace", False):
-            # pdb at the start of every test: a limit would interrupt the debugging.
-            self.seconds = self.session_seconds = None
-        # The real stderr for faulthandler: pytest captures fd 2 during tests.
-        self.stderr_fd = os.dup(_stderr_fileno())
-        self.last_resort = _LastResort(self.stderr_fd)
-        #: The test whose teardown is running its finalizers, if it has a limit.
-        self.tearing_down: _Run | None = None
 
-    def describe(self) -> str | None:
-        parts = []
-        if self.seconds is not None:
-            covers = "the test function" if self.func_only else "setup, call and teardown"
-            parts.append(f"{self.seconds:g} s per test ({covers}), grace {self.grace:g} s")
-        if self.session_seconds is not None:
-            parts.append(f"{self.session_seconds:g} s for the session")
-        return "deadline: " + "; ".join(parts) if parts else None
-
-
-def _stderr_fileno() -> int:
-    try:
-        fileno = sys.stderr.fileno()
-        if fileno >= 0:
-            return fileno
-    except (AttributeError, ValueError, OSError):
-        pass
-    # pytest-xdist workers replace sys.stderr with an object that has no file.
-    stream = sys.__stderr__
-    return 2 if stream is None else stream.fileno()
-
-
-_SETTINGS = pytest.StashKey[_Settings]()
+_SETTINGS = pytest.StashKey[Settings]()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER_HELP)
-    config.stash[_SETTINGS] = _Settings(config)
+    config.stash[_SETTINGS] = _settings(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     settings = config.stash.get(_SETTINGS, None)
     if settings is not None:
-        settings.last_resort.close()
-        os.close(settings.stderr_fd)
+        settings.close()
         del config.stash[_SETTINGS]
 
 
@@ -249,369 +196,7 @@ def pytest_configure_node(node: Any) -> None:
 # --- one test ----------------------------------------------------------------------
 
 
-def _limited(run: _Run, when: str, func: Callable[..., _T], *args: Any) -> _T:
-    """Call one phase's code inside its ``with deadline()`` block (see Design notes)."""
-    __tracebackhide__ = True
-    if run.error is not None and when == "setup":
-        raise run.error
-    budget = run.budget(when)
-    if budget is None:
-        return func(*args)
-    seconds, limit, name = budget
-    run.ident = threading.get_ident()
-    run.frames = None
-    scope = deadline(seconds, label=name, on_expire=run.record_stack)
-    run.arm_last_resort(seconds)
-    try:
-        with scope:
-            result = func(*args)
-    except TimeoutExpired as exc:
-        if not scope.expired:
-            raise  # an inner deadline of the test's own
-        raise run.failure(limit, name, stopped=exc.stopped) from None
-    finally:
-        run.disarm_last_resort()
-    if run.frames is not None:
-        # The time ran out, and the code caught the interrupt and returned all the same.
-        raise run.failure(limit, name, stopped=True) from None
-    return result
-
-
-_LIMITED_CODE = _limited.__code__
-
-
-def _trampoline(run: _Run, when: str, func: Callable[..., _T], *args: Any) -> _T:
-    __tracebackhide__ = True
-    return _limited(run, when, func, *args)
-
-
-def _named_trampoline(nodeid: str) -> Callable[..., Any]:
-    # faulthandler prints a frame's code name: this one names the test in its dump.
-    title = f"<test {nodeid}, limited by watchdog_timeout>"
-    code = _trampoline.__code__.replace(co_name=title)
-    if sys.version_info >= (3, 11):
-        code = code.replace(co_qualname=title)
-    return types.FunctionType(code, _trampoline.__globals__, title)
-
-
-class _Run:
-    """The deadline bookkeeping of one test's protocol."""
-
-    __slots__ = (
-        "error",
-        "expired",
-        "frames",
-        "func_only",
-        "ident",
-        "item",
-        "saved",
-        "seconds",
-        "settings",
-        "started",
-        "trampoline",
-    )
-
-    def __init__(
-        self,
-        item: pytest.Item,
-        settings: _Settings,
-        seconds: float | None,
-        func_only: bool,
-        error: BaseException | None,
-    ) -> None:
-        self.item = item
-        self.settings = settings
-        self.seconds = seconds
-        self.func_only = func_only
-        self.error = error
-        self.started = clock()
-        self.expired = False
-        self.ident = 0
-        self.frames: list[tuple[types.FrameType, int, int]] | None = None
-        self.saved: list[tuple[object, str, object]] = []
-        self.trampoline = _named_trampoline(item.nodeid)
-
-    # --- installing and removing the phase wrappers ----------------------------
-
-    def install(self) -> None:
-        item = self.item
-        self._wrap(item, "runtest", "call")
-        if not self.func_only or self.settings.session_seconds is not None or self.error:
-            self._wrap(item, "setup", "setup")
-            setup_state = getattr(item.session, "_setupstate", None)
-            if setup_state is not None and hasattr(setup_state, "teardown_exact"):
-                self._wrap_teardown(setup_state)
-
-    def _wrap(self, owner: object, name: str, when: str) -> None:
-        original = getattr(owner, name)
-        self.saved.append((owner, name, vars(owner).get(name, _MISSING)))
-        trampoline = self.trampoline
-
-        def phase(*args: Any) -> Any:
-            __tracebackhide__ = True
-            return trampoline(self, when, original, *args)
-
-        setattr(owner, name, phase)
-
-    def _wrap_teardown(self, setup_state: Any) -> None:
-        original = setup_state.teardown_exact
-        self.saved.append(
-            (setup_state, "teardown_exact", vars(setup_state).get(_TEARDOWN, _MISSING))
-        )
-        trampoline = self.trampoline
-
-        def teardown_exact(nextitem: pytest.Item | None) -> None:
-            __tracebackhide__ = True
-            if self._wrap_finalizers(setup_state):
-                # Each finalizer in its own block: pytest catches what one raises
-                # and goes on with the others, keeping its own state consistent.
-                self.settings.tearing_down = self
-                try:
-                    original(nextitem)
-                finally:
-                    self.settings.tearing_down = None
-                return
-            try:
-                trampoline(self, "teardown", original, nextitem)
-            except TimeoutExpired:
-                if not self.expired:
-                    raise
-                # The node being torn down is lost; tear down the rest of them.
-                with contextlib.suppress(Exception):
-                    trampoline(self, "teardown", original, nextitem)
-                raise
-
-        setattr(setup_state, _TEARDOWN, teardown_exact)
-
-    def _wrap_finalizers(self, setup_state: Any) -> bool:
-        """Run each pending finalizer through ``_limited``; False if pytest's state is unknown."""
-        stack = getattr(setup_state, "stack", None)
-        if not isinstance(stack, dict):
-            return False
-        entries = list(stack.values())
-        if not all(isinstance(entry, tuple) and isinstance(entry[0], list) for entry in entries):
-            return False
-        settings = self.settings
-        for entry in entries:
-            entry[0][:] = [
-                f if isinstance(f, _Finalizer) else _Finalizer(f, settings) for f in entry[0]
-            ]
-        return True
-
-    def uninstall(self) -> None:
-        while self.saved:
-            owner, name, previous = self.saved.pop()
-            if previous is _MISSING:
-                vars(owner).pop(name, None)
-            else:
-                setattr(owner, name, previous)
-
-    # --- one phase ---------------------------------------------------------------
-
-    def budget(self, when: str) -> tuple[float, float, str] | None:
-        """``(seconds left, the limit to report, its name)`` for a phase, or None."""
-        now = clock()
-        nodeid = self.item.nodeid
-        best: tuple[float, float, str] | None = None
-        if when == "teardown" and self.expired:
-            # Whatever ran out, the fixtures are still torn down, each in the grace period.
-            grace = self.settings.grace
-            return (grace, grace, f"the teardown of {nodeid} after its time ran out")
-        if self.seconds is not None:
-            if self.func_only:
-                if when == "call":
-                    best = (self.seconds, self.seconds, nodeid)
-            else:
-                best = (self.started + self.seconds - now, self.seconds, nodeid)
-        ends = self.settings.session_ends
-        if ends is not None and (best is None or ends - now < best[0]):
-            limit = self.settings.session_seconds
-            assert limit is not None
-            best = (ends - now, limit, _SESSION)
-        if best is None:
-            return None
-        return (max(0.0, best[0]), best[1], best[2])
-
-    def record_stack(self) -> None:
-        """At expiry, in the monitor thread: where the test's thread is."""
-        try:
-            frame = sys._current_frames().get(self.ident)
-            frames = []
-            while frame is not None and frame.f_code is not _LIMITED_CODE:
-                line = frame.f_lineno or frame.f_code.co_firstlineno
-                frames.append((frame, line, frame.f_lasti))
-                frame = frame.f_back
-            self.frames = frames
-            del frame
-        except Exception:  # the monitor must go on; the report goes without the stack
-            self.frames = None
-
-    def failure(self, limit: float, name: str, *, stopped: bool) -> TimeoutExpired:
-        """The TimeoutExpired to report: the limit, and the stack at expiry as traceback."""
-        self.expired = True
-        if name == _SESSION:
-            self.item.session.shouldstop = _session_over(self.settings)
-        frames = [entry for entry in self.frames or () if not _is_own(entry[0])]
-        self.frames = None
-        user = [entry for entry in frames if not _is_framework(entry[0])] or frames
-        stack = tuple((f.f_code.co_filename, line, f.f_code.co_name) for f, line, _ in user)
-        failure = TimeoutExpired(
-            limit, elapsed=clock() - self.started, name=name, stopped=stopped, stack=stack
-        )
-        traceback: types.TracebackType | None = None
-        for frame, line, lasti in frames:  # innermost first: build from the inside out
-            traceback = types.TracebackType(traceback, frame, max(lasti, 0), line)
-        return failure.with_traceback(traceback)
-
-    # --- the last resort -------------------------------------------------------
-
-    def arm_last_resort(self, seconds: float) -> None:
-        grace = self.settings.grace
-        message = (
-            f"\nwatchdog_timeout: {self.item.nodeid} did not stop within {grace:g} s after "
-            f"its time limit ran out (blocked in a call outside the main thread, or in C "
-            f"code): the stacks of all threads follow, then pytest exits.\n"
-        )
-        self.settings.last_resort.arm(clock() + seconds + grace, message)
-
-    def disarm_last_resort(self) -> None:
-        self.settings.last_resort.disarm()
-
-
-class _Finalizer:
-    """A finalizer on pytest's teardown stack, run in the limit of the test tearing down.
-
-    Collectors' finalizers stay on the stack over many tests: they are wrapped once,
-    and find the test whose teardown runs them when they run (none at the session's end).
-    """
-
-    __slots__ = ("function", "settings")
-
-    def __init__(self, function: Callable[[], object], settings: _Settings) -> None:
-        self.function = function
-        self.settings = settings
-
-    def __call__(self) -> object:
-        __tracebackhide__ = True
-        run = self.settings.tearing_down
-        if run is None:
-            return self.function()
-        return run.trampoline(run, "teardown", self.function)
-
-
-class _LastResort:
-    """Dump every thread's stack and exit when a phase has not ended in time.
-
-    A thread of ours does it when it can: it names the test first. When C code
-    holds the GIL, no Python thread runs, and faulthandler's watchdog (a C thread)
-    does it a moment later, the test named by a frame of ours in its dump.
-
-    Cheap to arm and disarm, as it happens several times per test: our thread is
-    woken only for an earlier deadline than the one it sleeps towards, and the
-    faulthandler timer (a C thread started per call) is re-armed only when the
-    deadline moves, and cancelled at the end of the test's protocol.
-    """
-
-    #: How much later faulthandler steps in, should our thread not run.
-    BACKSTOP = 0.25
-
-    __slots__ = (
-        "_closed",
-        "_condition",
-        "_fault_when",
-        "_fd",
-        "_message",
-        "_thread",
-        "_wake_at",
-        "_when",
-    )
-
-    def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._condition = threading.Condition(threading.Lock())
-        self._when: float | None = None
-        self._wake_at: float | None = None
-        self._fault_when: float | None = None
-        self._message = ""
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def arm(self, when: float, message: str) -> None:
-        """Act at ``when`` (on the monotonic clock) unless disarmed first."""
-        with self._condition:
-            self._when = when
-            self._message = message
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="watchdog_timeout-pytest-last-resort", daemon=True
-                )
-                self._thread.start()
-            elif self._wake_at is None or when < self._wake_at:
-                self._condition.notify()
-        fault_when = self._fault_when
-        if fault_when is None or abs(fault_when - when) > 0.01:
-            faulthandler.dump_traceback_later(
-                when - clock() + self.BACKSTOP, file=self._fd, exit=True
-            )
-            self._fault_when = when
-
-    def disarm(self) -> None:
-        """Stand down our thread; faulthandler's timer waits for :meth:`cancel`."""
-        # Under the lock: once our thread has decided to act, this waits for the exit.
-        with self._condition:
-            self._when = None
-
-    def cancel(self) -> None:
-        """Stand down both, at the end of a test."""
-        self.disarm()
-        if self._fault_when is not None:
-            faulthandler.cancel_dump_traceback_later()
-            self._fault_when = None
-
-    def close(self) -> None:
-        self.cancel()
-        with self._condition:
-            self._closed = True
-            self._condition.notify()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        with self._condition:
-            while not self._closed:
-                when = self._when
-                left = None if when is None else when - clock()
-                if left is None or left > 0:
-                    self._wake_at = when
-                    self._condition.wait(left)
-                    self._wake_at = None
-                    continue
-                os.write(self._fd, self._message.encode(errors="backslashreplace"))
-                faulthandler.dump_traceback(file=self._fd, all_threads=True)
-                os._exit(1)
-
-
-_MISSING = object()
-_SESSION = "the test session (--deadline-session)"
-
-
-def _session_over(settings: _Settings) -> str:
-    return f"--deadline-session: the session took longer than {settings.session_seconds:g} seconds"
-
-
-_TEARDOWN = "teardown_exact"
-
-
-def _is_own(frame: types.FrameType) -> bool:
-    return frame.f_code.co_filename.startswith(_OWN_DIR)
-
-
-def _is_framework(frame: types.FrameType) -> bool:
-    filename = frame.f_code.co_filename
-    return filename.startswith((_PYTEST_DIR, _PLUGGY_DIR))
-
-
-def _start(item: pytest.Item, settings: _Settings) -> _Run | None:
+def _start(item: pytest.Item, settings: Settings) -> Run | None:
     seconds = settings.seconds
     func_only = settings.func_only
     error: BaseException | None = None
@@ -627,9 +212,9 @@ def _start(item: pytest.Item, settings: _Settings) -> _Run | None:
         return None
     if settings.session_ends is not None and clock() >= settings.session_ends:
         # The session's time ran out between tests (or before an xdist worker started).
-        item.session.shouldstop = _session_over(settings)
+        item.session.shouldstop = session_over(settings)
         error = pytest.skip.Exception("--deadline-session: the session's time ran out first")
-    return _Run(item, settings, seconds, func_only, error)
+    return Run(item, settings, seconds, func_only, error)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -647,4 +232,4 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         run.settings.last_resort.cancel()
         ends = run.settings.session_ends
         if ends is not None and clock() >= ends and not item.session.shouldstop:
-            item.session.shouldstop = _session_over(run.settings)
+            item.session.shouldstop = session_over(run.settings)
