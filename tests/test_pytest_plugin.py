@@ -294,6 +294,59 @@ def test_plugin_fixture_overruns_error_and_teardown_goes_on(pytester: pytest.Pyt
     )
 
 
+def test_plugin_module_fixture_overrun_errors_each_test_that_uses_it(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import time
+        import pytest
+
+        @pytest.fixture(scope="module")
+        def slow_module():
+            time.sleep(30)
+
+        def test_first(slow_module):
+            pass
+
+        def test_second(slow_module):
+            pass
+
+        def test_without():
+            pass
+        """
+    )
+    result = _run(pytester, "--deadline=0.3", "-W", "error", "-p", "no:randomly")
+    result.assert_outcomes(errors=2, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_first exceeded its time limit of 0.3 seconds; it was in slow_module*",
+            "*test_second exceeded its time limit of 0.3 seconds; it was in slow_module*",
+        ]
+    )
+
+
+def test_plugin_unittest_test_case(pytester: pytest.Pytester) -> None:
+    # unittest's runner catches the interrupt (a bare except) and goes on.
+    pytester.makepyfile(
+        """
+        import unittest
+
+        class TestCase(unittest.TestCase):
+            def test_busy(self):
+                while True:
+                    pass
+
+            def test_next(self):
+                pass
+        """
+    )
+    result = _run(pytester, "--deadline=0.3", "-W", "error")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*TimeoutExpired: *test_busy exceeded its time limit*"])
+    assert "_Interrupt" not in result.stdout.str()
+
+
 def test_plugin_overrun_in_a_test_leaves_its_teardown_a_grace_period(
     pytester: pytest.Pytester,
 ) -> None:

@@ -218,6 +218,18 @@ def _start(item: pytest.Item, settings: Settings) -> Run | None:
 
 
 @pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: Any) -> Iterator[None]:
+    outcome: Any = yield
+    excinfo = outcome.excinfo
+    if excinfo is None or isinstance(excinfo[1], Exception):
+        return
+    settings = request.config.stash.get(_SETTINGS, None)
+    run = None if settings is None else settings.running
+    if run is not None and fixturedef.cached_result is None:
+        run.forget_fixture(fixturedef, request)
+
+
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     settings = item.config.stash.get(_SETTINGS, None)
     run = None if settings is None else _start(item, settings)
@@ -225,9 +237,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
         return
     run.install()
+    run.settings.running = run
     try:
         yield
     finally:
+        run.settings.running = None
         run.uninstall()
         run.settings.last_resort.cancel()
         ends = run.settings.session_ends

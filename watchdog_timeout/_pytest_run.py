@@ -20,7 +20,7 @@ from typing import Any, Callable, TypeVar
 import pluggy
 import pytest
 
-from . import TimeoutExpired, deadline
+from . import TimeoutExpired, deadline, shield
 
 __all__ = ("DEFAULT_GRACE", "Run", "Settings", "clock", "session_over")
 
@@ -44,6 +44,7 @@ class Settings:
         "func_only",
         "grace",
         "last_resort",
+        "running",
         "seconds",
         "session_ends",
         "session_seconds",
@@ -68,7 +69,8 @@ class Settings:
         # The real stderr for faulthandler: pytest captures fd 2 during tests.
         self.stderr_fd = os.dup(_stderr_fileno())
         self.last_resort = _LastResort(self.stderr_fd)
-        #: The test whose teardown is running its finalizers, if it has a limit.
+        #: The test whose protocol runs, and the one whose teardown runs, if limited.
+        self.running: Run | None = None
         self.tearing_down: Run | None = None
 
     def describe(self) -> str | None:
@@ -109,7 +111,8 @@ def _limited(run: Run, when: str, func: Callable[..., _T], *args: Any) -> _T:
     run.ident = threading.get_ident()
     run.frames = None
     scope = deadline(seconds, label=name, on_expire=run.record_stack)
-    run.arm_last_resort(seconds)
+    with shield():  # an outer scope's interrupt must not leave our lock held
+        run.arm_last_resort(seconds)
     try:
         with scope:
             result = func(*args)
@@ -118,7 +121,8 @@ def _limited(run: Run, when: str, func: Callable[..., _T], *args: Any) -> _T:
             raise  # an inner deadline of the test's own
         raise run.failure(limit, name, stopped=exc.stopped) from None
     finally:
-        run.disarm_last_resort()
+        with shield():
+            run.disarm_last_resort()
     if run.frames is not None:
         # The time ran out, and the code caught the interrupt and returned all the same.
         raise run.failure(limit, name, stopped=True) from None
@@ -297,6 +301,10 @@ class Run:
     def failure(self, limit: float, name: str, *, stopped: bool) -> TimeoutExpired:
         """The TimeoutExpired to report: the limit, and the stack at expiry as traceback."""
         self.expired = True
+        # unittest's runner caught the interrupt as an error; pytest would report that.
+        caught = getattr(self.item, "_excinfo", None)
+        if isinstance(caught, list):
+            caught[:] = [info for info in caught if isinstance(info.value, Exception)]
         if name == _SESSION:
             self.item.session.shouldstop = session_over(self.settings)
         frames = [entry for entry in self.frames or () if not _is_own(entry[0])]
@@ -310,6 +318,24 @@ class Run:
         for frame, line, lasti in frames:  # innermost first: build from the inside out
             traceback = types.TracebackType(traceback, frame, max(lasti, 0), line)
         return failure.with_traceback(traceback)
+
+    def forget_fixture(self, fixturedef: Any, request: Any) -> None:
+        """Set a fixture that the interrupt cut short back to "not set up".
+
+        pytest records what a fixture raised, except a ``BaseException`` such as
+        the interrupt: it would find the fixture neither set up nor failed.
+        """
+        try:
+            with shield():
+                fixturedef.cached_result = (None, fixturedef.cache_key(request), None)
+                fixturedef.finish(request)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            # What a post-finalizer hook raised (the fixture is reset all the same),
+            # or the interrupt, raised again where the shield ends: the exception on
+            # its way out of the fixture is one already.
+            pass
 
     # --- the last resort -------------------------------------------------------
 
