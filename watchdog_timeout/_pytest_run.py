@@ -179,6 +179,7 @@ class Run:
         self.started = clock()
         self.expired = False
         self.ident = 0
+        #: Set at expiry (by ``record_stack``): where the test's thread was.
         self.frames: list[tuple[types.FrameType, int, int]] | None = None
         self.saved: list[tuple[object, str, object]] = []
         self.trampoline = _named_trampoline(item.nodeid)
@@ -296,7 +297,7 @@ class Run:
             self.frames = frames
             del frame
         except Exception:  # the monitor must go on; the report goes without the stack
-            self.frames = None
+            self.frames = []
 
     def failure(self, limit: float, name: str, *, stopped: bool) -> TimeoutExpired:
         """The TimeoutExpired to report: the limit, and the stack at expiry as traceback."""
