@@ -634,6 +634,35 @@ def test_plugin_with_xdist(pytester: pytest.Pytester) -> None:
     )
 
 
+@pytest.mark.slow
+def test_plugin_interrupt_never_reaches_the_next_test(pytester: pytest.Pytester) -> None:
+    # Every other test overruns; the one after it must pass, every time.
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture
+        def resource():
+            yield
+            sum(i for i in range(2000))
+
+        @pytest.mark.parametrize(
+            "busy",
+            [pytest.param(True, marks=pytest.mark.deadline(0.05)), False] * 200,
+        )
+        def test_alternating(busy, resource):
+            while busy:
+                pass
+            sum(i for i in range(3000))
+        """
+    )
+    result = _run(pytester, "-p", "no:randomly")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("passed") == 200
+    # An overrun lands in the test, or (on a busy machine) in its fixture's setup.
+    assert outcomes.get("failed", 0) + outcomes.get("errors", 0) == 200
+
+
 def test_plugin_names_its_trampoline_after_the_test() -> None:
     trampoline = _pytest_run._named_trampoline("tests/x.py::test_y[1]")
     assert (
