@@ -6,9 +6,11 @@ run in a non-main thread, and xdist use a subprocess.
 
 from __future__ import annotations
 
+import gc
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,16 @@ BUSY_THEN_PASS = """
     def test_next():
         pass
 """
+
+
+@pytest.fixture(autouse=True, scope="module")
+def collect_inner_sessions() -> Iterator[None]:
+    """Collect what the in-process runs left behind (reports, tracebacks, frames).
+
+    Before the next modules, whose timing tests a collection in the middle would disturb.
+    """
+    yield
+    gc.collect()
 
 
 #: Plugins the inner runs do without: hypothesis's costs 2 s per run.
