@@ -16,6 +16,8 @@ from watchdog_timeout import _async_raise
 # (the library itself binds them where a thread first uses it, never at import).
 _async_raise.ensure_loaded()
 
+pytest_plugins = ["pytester"]
+
 #: Threads of our own that legitimately outlive a test: the monitor and idle workers.
 OWN_THREAD_PREFIX = "watchdog_timeout-"
 
