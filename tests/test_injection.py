@@ -73,6 +73,9 @@ SWITCH = 0.001
 QUIET_LOOP = 0.3
 #: A run that takes longer than this hangs (the monitor's lock left held).
 HANG = 20.0
+#: Check 2 (a fresh deadline fires) after every this many runs, and after one by
+#: one the runs of a window where it failed.
+CHECK_EVERY = int(os.environ.get("WATCHDOG_INJECT_EVERY", "8"))
 #: New children after one found the thread's state damaged, per sweep.
 MAX_RESTARTS = int(os.environ.get("WATCHDOG_INJECT_RESTARTS", "20"))
 
@@ -328,6 +331,9 @@ class Child:
         self.construct = CONSTRUCTS[name]
         self.n = 0
         self.damaged = False
+        #: The fresh deadline is checked every ``every`` runs; it last passed here.
+        self.every = 1
+        self.fresh_through = 0
         self.reports: list[tuple[str, str]] = []  # from the hooks: (check, detail)
 
     def emit(self, record: dict[str, Any]) -> None:
@@ -385,6 +391,10 @@ class Child:
             self.fail("no timeout", "an expiring block returned normally", **context)
         del outcome
         self.check_after(where)
+        if self.damaged or not injected or self.n % self.every == 0:
+            self.check_fresh(where)
+            if not self.damaged:
+                self.fresh_through = self.n
         return injected
 
     def check_after(self, where: object) -> None:
@@ -399,6 +409,12 @@ class Child:
             if remaining() is not None:
                 self.fail("remaining", "and still after every limit passed", where=where)
                 self.damaged = True
+        for check, detail in self.reports:
+            self.fail(check, detail, where=where)
+        self.reports.clear()
+
+    def check_fresh(self, where: object) -> None:
+        """Check 2: a fresh deadline fires on time (a shield left raised, a lock held)."""
         start = time.monotonic()
         try:
             with deadline(FRESH, label="fresh"):
@@ -414,9 +430,6 @@ class Child:
         else:
             self.fail("fresh", f"a fresh deadline({FRESH}) never fired", where=where)
             self.damaged = True
-        for check, detail in self.reports:
-            self.fail(check, detail, where=where)
-        self.reports.clear()
 
     def quiet_loop(self) -> None:
         self.n = -1
@@ -425,19 +438,27 @@ class Child:
         except BaseException as exc:
             self.fail("late", "raised into the quiet loop", trace=_trace_of(exc))
 
-    def sweep(self, first: int) -> None:
-        """Inject at N = first, first + 1, ... until a run ends before its Nth event."""
+    def sweep(self, first: int, until: int | None = None) -> None:
+        """Inject at N = first, first + 1, ... until a run ends before its Nth event.
+
+        Stops after ``until`` (a window the parent looks at run by run), or at the
+        first damaged state: ``since`` is the first N it may come from.
+        """
         self.n = first
+        self.fresh_through = first - 1
         while True:
             self.emit({"kind": "start", "n": self.n})
             faulthandler.dump_traceback_later(HANG, exit=True)
             injected = self.run_once()
             faulthandler.cancel_dump_traceback_later()
             if self.damaged:
-                self.emit({"kind": "damaged", "n": self.n})
+                self.emit({"kind": "damaged", "n": self.n, "since": self.fresh_through + 1})
                 return
             if not injected:
                 break
+            if self.n == until:
+                self.emit({"kind": "window", "n": self.n})
+                return
             self.n += 1
         events = self.n - 1
         self.quiet_loop()
@@ -445,9 +466,11 @@ class Child:
 
 
 def child_main(argv: list[str]) -> int:
-    """``python test_injection.py <construct> main|thread <first N>``."""
+    """``python test_injection.py <construct> main|thread <first N> <every> [<until>]``."""
     name, where, first = argv[0], argv[1], int(argv[2])
     child = Child(name)
+    child.every = int(argv[3])
+    until = int(argv[4]) if len(argv) > 4 else None
     child.install_hooks()
     sys.setswitchinterval(SWITCH)
     for _ in range(2):  # start the monitor and a worker; fill the frame analysis' caches
@@ -458,7 +481,7 @@ def child_main(argv: list[str]) -> int:
 
     def body() -> None:
         try:
-            child.sweep(first)
+            child.sweep(first, until)
         except BaseException as exc:  # escaped the harness itself: say where
             child.emit({"kind": "crash", "n": child.n, "trace": _trace_of(exc)})
 
@@ -503,51 +526,82 @@ class Sweep:
         return "\n".join(lines)
 
 
-def run_sweep(name: str, where: str, python: str = sys.executable) -> Sweep:
-    """Sweep ``name`` in children of ``python``, a new child after each damaged state."""
+@dataclass
+class _ChildRun:
+    """What one child reported."""
+
+    records: list[dict[str, Any]]
+    last: int  # the last N it started
+    ended: bool
+    events: int | None
+    damaged: dict[str, Any] | None
+    hang: dict[str, Any] | None
+
+
+def _run_child(python: str, argv: list[str]) -> _ChildRun:
+    child = subprocess.run(
+        [python, __file__, *argv], capture_output=True, text=True, timeout=600, check=False
+    )
+    run = _ChildRun([], int(argv[2]), False, None, None, None)
+    injected_at = None
+    for line in child.stdout.splitlines():
+        record = json.loads(line)
+        kind = record["kind"]
+        if kind == "start":
+            run.last, injected_at = record["n"], None
+        elif kind == "injected":
+            injected_at = record["where"]
+        elif kind == "end":
+            run.events, run.ended = record["events"], True
+        elif kind == "damaged":
+            run.damaged = record
+        elif kind != "window":
+            run.records.append(record)
+    if child.returncode != 0 or not (run.ended or run.damaged or "window" in child.stdout):
+        detail = child.stderr[-3000:] or f"exit code {child.returncode}"
+        run.hang = {"kind": "failure", "n": run.last, "check": "hang", "where": injected_at}
+        run.hang["detail"] = detail
+    return run
+
+
+def run_sweep(
+    name: str, where: str, python: str = sys.executable, every: int = CHECK_EVERY
+) -> Sweep:
+    """Sweep ``name`` in children of ``python``, a new child after each damaged state.
+
+    The fresh deadline is checked every ``every`` runs; when it finds the state
+    damaged, the runs since it last passed are done again one by one, checked
+    after each, to find the one that did it.
+    """
     result = Sweep(name, where)
     began = time.monotonic()
     first = 1
-    while True:
-        child = subprocess.run(
-            [python, __file__, name, where, str(first)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        last = first
-        injected_at = None
-        ended = False
-        for line in child.stdout.splitlines():
-            record = json.loads(line)
-            kind = record["kind"]
-            if kind == "start":
-                last, injected_at = record["n"], None
-            elif kind == "injected":
-                injected_at = record["where"]
-            elif kind == "end":
-                result.events = record["events"]
-                ended = True
-            elif kind != "damaged":
-                result.failures.append(record)
-        if ended:
+    while result.restarts <= MAX_RESTARTS:
+        run = _run_child(python, [name, where, str(first), str(every)])
+        result.failures.extend(run.records)
+        if run.ended:
+            result.events = run.events
             break
-        if child.returncode != 0 or "damaged" not in child.stdout:
-            detail = child.stderr[-3000:] or f"exit code {child.returncode}"
-            result.failures.append(
-                {
-                    "kind": "failure",
-                    "n": last,
-                    "check": "hang",
-                    "where": injected_at,
-                    "detail": detail,
-                }
-            )
         result.restarts += 1
-        if result.restarts > MAX_RESTARTS:
-            break
-        first = last + 1
+        damaged = run.damaged
+        if damaged is not None and every > 1 and damaged["since"] < damaged["n"]:
+            # Which run of the window did it: again, one by one.
+            window = _run_child(
+                python, [name, where, str(damaged["since"]), "1", str(damaged["n"])]
+            )
+            result.restarts += 1
+            if window.damaged is not None or window.hang is not None:
+                result.failures[:] = [
+                    f for f in result.failures if f["n"] < damaged["since"] or f["n"] > damaged["n"]
+                ]
+                result.failures.extend(window.records)
+                if window.hang is not None:
+                    result.failures.append(window.hang)
+                first = (window.damaged or window.hang or {"n": damaged["n"]})["n"] + 1
+                continue
+        if run.hang is not None:
+            result.failures.append(run.hang)
+        first = run.last + 1
     result.seconds = time.monotonic() - began
     return result
 
