@@ -72,7 +72,10 @@ SWITCH = 0.001
 #: The quiet loop that ends a sweep: past every limit used, re-sends included.
 QUIET_LOOP = 0.3
 #: A run that takes longer than this hangs (the monitor's lock left held).
-HANG = 20.0
+HANG = 10.0
+#: A sweep ends after this many runs in a row ended before their Nth event (the
+#: number of events varies a little with timing).
+ENDINGS = 3
 #: Check 2 (a fresh deadline fires) after every this many runs, and after one by
 #: one the runs of a window where it failed.
 CHECK_EVERY = int(os.environ.get("WATCHDOG_INJECT_EVERY", "8"))
@@ -455,6 +458,7 @@ class Child:
         """
         self.n = first
         self.fresh_through = first - 1
+        missed = 0
         while True:
             self.emit({"kind": "start", "n": self.n})
             faulthandler.dump_traceback_later(HANG, exit=True)
@@ -463,13 +467,14 @@ class Child:
             if self.damaged:
                 self.emit({"kind": "damaged", "n": self.n, "since": self.fresh_through + 1})
                 return
-            if not injected:
+            missed = 0 if injected else missed + 1
+            if missed == ENDINGS:
                 break
             if self.n == until:
                 self.emit({"kind": "window", "n": self.n})
                 return
             self.n += 1
-        events = self.n - 1
+        events = self.n - ENDINGS
         self.quiet_loop()
         self.emit({"kind": "end", "events": events})
 
