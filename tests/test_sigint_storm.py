@@ -77,31 +77,32 @@ class Storm:
             if random.random() < PAUSE_CHANCE:  # a lull: time for deadlines to fire
                 time.sleep(random.uniform(*PAUSE))
 
-    def one_block(self, i: int) -> None:
-        seconds = random.uniform(0.01, 0.05)
-        try:
-            if i % 2 and self.shields:
-                with deadline(seconds):
-                    with shield():
-                        sum(range(random.randrange(1, 2000)))
-            elif i % 10:
-                with deadline(seconds):
-                    spin(random.uniform(0, 0.002))
-            else:
-                with deadline(seconds):
-                    spin(0.1)  # until it fires
-                if self.first_miss is None:
-                    self.first_miss = time.monotonic() - self.began
-                self.counts["deadline did not fire"] += 1
-        except (KeyboardInterrupt, TimeoutExpired) as exc:
-            self.record(exc)
-        except BaseException as exc:  # what must never come out
-            self.record(exc)
-
     def loop(self, end: float) -> None:
+        # The blocks are written in this one frame, as a user's loop would be: a
+        # scope whose exit was cut short must not deliver into the next block
+        # entered at the same ``with``.
         while time.monotonic() < end:
             self.iterations += 1
-            self.one_block(self.iterations)
+            i = self.iterations
+            seconds = random.uniform(0.01, 0.05)
+            try:
+                if i % 2 and self.shields:
+                    with deadline(seconds):
+                        with shield():
+                            sum(range(random.randrange(1, 2000)))
+                elif i % 10:
+                    with deadline(seconds):
+                        spin(random.uniform(0, 0.002))
+                else:
+                    with deadline(seconds):
+                        spin(0.1)  # until it fires
+                    if self.first_miss is None:
+                        self.first_miss = time.monotonic() - self.began
+                    self.counts["deadline did not fire"] += 1
+            except (KeyboardInterrupt, TimeoutExpired) as exc:
+                self.record(exc)
+            except BaseException as exc:  # what must never come out
+                self.record(exc)
 
     def storm(self) -> None:
         """Run blocks under the storm for STORM seconds."""
