@@ -62,6 +62,8 @@ PACKAGE_DIR = os.path.dirname(watchdog_timeout.__file__) + os.sep
 #: A limit that a quiet block never reaches, and one that a busy block does.
 QUIET = 0.1
 SHORT = 0.005
+#: The first limit of a with-statement entered twice in one frame.
+AGAIN = 0.03
 #: How long a block that waits to be interrupted spins at most.
 BUSY = 2.0
 #: The fresh deadline of check 2, and how late it may fire (generous: shared cores).
@@ -261,6 +263,23 @@ def _deadline_expiring(label: str) -> None:
         spin(BUSY)
 
 
+def _deadline_again(label: str) -> None:
+    # The same with-statement, in the same frame, entered again after the marker
+    # cut the first block short: the first scope's time runs out during the second.
+    landed: Marker | None = None
+    for again in (False, True):
+        try:
+            with deadline(QUIET if again else AGAIN, label=label + ("/again" if again else "")):
+                if again:
+                    spin(2 * AGAIN)
+        except Marker as exc:
+            if again:
+                raise
+            landed = exc
+    if landed is not None:
+        raise landed
+
+
 def _nested(label: str) -> None:
     with deadline(QUIET, label=label):
         with deadline(QUIET, label=label + "/inner"):
@@ -328,6 +347,7 @@ def _watchdog_expiring(label: str) -> None:
 CONSTRUCTS: dict[str, Construct] = {
     "deadline": Construct(_deadline, None),
     "deadline-expiring": Construct(_deadline_expiring, ""),
+    "deadline-again": Construct(_deadline_again, None),
     "nested": Construct(_nested, None),
     "nested-inner-expiring": Construct(_nested_inner_expiring, "/inner"),
     "nested-outer-expiring": Construct(_nested_outer_expiring, ""),
