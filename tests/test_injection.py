@@ -62,8 +62,10 @@ PACKAGE_DIR = os.path.dirname(watchdog_timeout.__file__) + os.sep
 #: A limit that a quiet block never reaches, and one that a busy block does.
 QUIET = 0.1
 SHORT = 0.005
-#: The first limit of a with-statement entered twice in one frame.
-AGAIN = 0.03
+#: The limits of a with-statement entered twice in one frame: first, then again.
+AGAIN = (0.03, 0.3)
+#: Longer than every limit used, re-sends included.
+SETTLE = 0.4
 #: How long a block that waits to be interrupted spins at most.
 BUSY = 2.0
 #: The fresh deadline of check 2, and how late it may fire (generous: shared cores).
@@ -269,9 +271,9 @@ def _deadline_again(label: str) -> None:
     landed: Marker | None = None
     for again in (False, True):
         try:
-            with deadline(QUIET if again else AGAIN, label=label + ("/again" if again else "")):
+            with deadline(AGAIN[again], label=label + ("/again" if again else "")):
                 if again:
-                    spin(2 * AGAIN)
+                    spin(2 * AGAIN[0])
         except Marker as exc:
             if again:
                 raise
@@ -454,7 +456,7 @@ class Child:
             self.fail("remaining", f"remaining() is {left!r} outside every scope", where=where)
             # Past every limit, re-sends included: does the scope deliver, or is it retired?
             try:
-                spin(QUIET + 0.1)
+                spin(SETTLE)
             except BaseException as exc:
                 self.fail("late", "raised after the construct", where=where, trace=_trace_of(exc))
             if remaining() is not None:
