@@ -31,8 +31,16 @@ in the same thread:
 
 Each sweep runs in a child process (this file, run as a script): a sweep that
 leaves the monitor's lock held or a shield raised must not break the rest of the
-session. A child that finds the thread's state damaged (checks 2 and 4) stops,
-and the parent goes on from the next N in a new child.
+session. A child that finds the thread's state damaged (checks 2 and 4, or a hang)
+stops, and the parent goes on from the next N in a new child. Check 2 runs every
+``CHECK_EVERY`` runs; when it fails, the runs since it last passed are done again
+one by one to name the one that did it.
+
+Every construct is swept in the main thread; four of them in another thread too,
+the other ten there only with ``-m slow``. Two artifacts of tracing are avoided:
+3.13.0 drops opcode events of code that ran untraced (opcode tracing is re-armed at
+each line), and 3.11 loops forever in the next trace function after one raised
+under ``_Interrupt.__new__`` (no events are counted there on 3.11).
 """
 
 from __future__ import annotations
