@@ -78,7 +78,7 @@ SETTLE = 0.4
 BUSY = 2.0
 #: The fresh deadline of check 2, and how late it may fire (generous: shared cores).
 FRESH = 0.002
-FRESH_BOUND = 1.0
+FRESH_BOUND = 2.0
 #: The child's switch interval: the monitor waits less for the GIL (runs are short).
 SWITCH = 0.001
 #: The quiet loop that ends a sweep: past every limit used, re-sends included.
@@ -212,9 +212,12 @@ class Injector:
             code = frame.f_code
             line = frame.f_lineno or code.co_firstlineno  # None: no line (3.11+)
             source = linecache.getline(code.co_filename, line).strip()
-            self.where = (event, code.co_name, os.path.basename(code.co_filename), line, source)
+            where = (event, code.co_name, os.path.basename(code.co_filename), line, source)
             if self._on_inject is not None:
-                self._on_inject(self.where)
+                # Python code, so a check point: the block's own interrupt can land
+                # here first, and then no marker is raised.
+                self._on_inject(where)
+            self.where = where
             raise Marker
 
 
@@ -464,11 +467,12 @@ class Child:
             self.fail("no timeout", "an expiring block returned normally", **context)
         del outcome
         self.check_after(where)
-        if self.damaged or not injected or self.n % self.every == 0:
+        reached = injector.count >= self.n
+        if self.damaged or not reached or self.n % self.every == 0:
             self.check_fresh(where)
             if not self.damaged:
                 self.fresh_through = self.n
-        return injected
+        return reached
 
     def check_after(self, where: object) -> None:
         left = remaining()
@@ -491,7 +495,7 @@ class Child:
         start = time.monotonic()
         try:
             with deadline(FRESH, label="fresh"):
-                spin(BUSY)
+                spin(FRESH_BOUND + 1.0)
         except TimeoutExpired as exc:
             took = time.monotonic() - start
             if exc.name != "fresh":
@@ -523,12 +527,12 @@ class Child:
         while True:
             self.emit({"kind": "start", "n": self.n})
             faulthandler.dump_traceback_later(HANG, exit=True)
-            injected = self.run_once()
+            reached = self.run_once()
             faulthandler.cancel_dump_traceback_later()
             if self.damaged:
                 self.emit({"kind": "damaged", "n": self.n, "since": self.fresh_through + 1})
                 return
-            missed = 0 if injected else missed + 1
+            missed = 0 if reached else missed + 1
             if missed == ENDINGS:
                 break
             if self.n == until:
