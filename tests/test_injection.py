@@ -142,15 +142,66 @@ _OLD = sys.version_info < (3, 11)
 _REARM = sys.version_info >= (3, 12)
 
 
-def _is_check_point(previous: str | None, current: str, backward: bool) -> bool:
-    """Whether CPython checks for pending exceptions before running ``current``."""
+def _is_check_point(code: CodeType, previous: str, after: int, current: str, at: int) -> bool:
+    """Whether CPython checks for pending exceptions between ``previous`` (at offset
+    ``after``) and ``current`` (at ``at``), where an injected exception is raised."""
     if _OLD and current in _NOT_BEFORE:
         return False
-    if previous is None:  # a function's first instruction
-        return True
     if sys.version_info < (3, 10):
         return previous not in _FAST_39
-    return previous in _CALLS or backward
+    if "JUMP" in current and _jumps_back(code, at):
+        return True
+    # After a call that returned (not one that raised: its handler comes next).
+    if previous not in _CALLS or _successor(code, after) != at:
+        return False
+    # 3.11+ raise it *in* the call, under the call's handler; raising it at the
+    # next instruction is the same only if that one has the same handler (it has
+    # not after ``return f()`` in a with-block: the exit sequence is uncovered).
+    return _OLD or _handler(code, after) == _handler(code, at)
+
+
+_successors: dict[CodeType, dict[int, int]] = {}
+
+
+def _successor(code: CodeType, offset: int) -> int | None:
+    table = _successors.get(code)
+    if table is None:
+        offsets = [instruction.offset for instruction in dis.get_instructions(code)]
+        table = _successors[code] = dict(zip(offsets, offsets[1:]))
+    return table.get(offset)
+
+
+_exception_tables: dict[CodeType, list[tuple[int, int, int]]] = {}
+
+
+def _handler(code: CodeType, offset: int) -> int | None:
+    """3.11+: the handler of the instruction at ``offset`` (the exception table)."""
+    table = _exception_tables.get(code)
+    if table is None:
+        table = _exception_tables[code] = []
+        raw = iter(code.co_exceptiontable)  # type: ignore[attr-defined]
+
+        def varint() -> int:
+            byte: int = next(raw)
+            value = byte & 63
+            while byte & 64:
+                byte = next(raw)
+                value = (value << 6) | (byte & 63)
+            return value
+
+        try:
+            while True:
+                start = varint() * 2
+                end = start + varint() * 2
+                target = varint() * 2
+                varint()  # depth and lasti
+                table.append((start, end, target))
+        except StopIteration:
+            pass
+    for start, end, target in table:
+        if start <= offset < end:
+            return target
+    return None
 
 
 class Injector:
@@ -167,7 +218,8 @@ class Injector:
         self.count = 0
         self.where: tuple[str, str, str, int, str] | None = None
         self._on_inject = on_inject
-        self._previous: dict[int, str | None] = {}
+        #: Per frame: the last instruction it ran (name, offset), None at its entry.
+        self._previous: dict[int, tuple[str, int] | None] = {}
 
     def __call__(self, frame: FrameType, event: str, arg: object) -> TraceFunction | None:
         if not frame.f_code.co_filename.startswith(PACKAGE_DIR):
@@ -198,9 +250,10 @@ class Injector:
             current = _OPNAME[frame.f_code.co_code[lasti]]
             key = id(frame)
             previous = self._previous.get(key)
-            self._previous[key] = current
-            backward = "JUMP" in current and _jumps_back(frame.f_code, lasti)
-            if previous is not None and _is_check_point(previous, current, backward):
+            self._previous[key] = (current, lasti)
+            if previous is not None and _is_check_point(
+                frame.f_code, previous[0], previous[1], current, lasti
+            ):
                 self._count(frame, f"before {current}")
         return self._opcode
 
