@@ -1,8 +1,11 @@
 """A storm of real SIGINTs over deadlines and shields (issue 9, item 9).
 
 A child process (this file, run as a script) runs ``with deadline(): with
-shield(): ...`` and ``with deadline(): <busy>`` blocks for a few seconds while one
-of its threads sends it SIGINT every 50-500 us. KeyboardInterrupt and
+shield(): ...`` and ``with deadline(): <busy>`` blocks (or, in the "deadlines"
+variant, only the latter), all written in one loop of one frame as a user would,
+for a few seconds while one of its threads sends it SIGINT every 50-500 us, with
+short lulls in which deadlines can fire (the child switches threads every 50 us so
+that the sender keeps that pace). KeyboardInterrupt and
 TimeoutExpired may come out of a block; nothing else may (``_Interrupt``, a
 ``RuntimeError`` of a scope's bookkeeping). After the storm the process must still
 work: ``deadline()`` does not block (3.9 left the monitor's lock held), a fresh
