@@ -464,7 +464,9 @@ class Child:
         self.reports: list[tuple[str, str]] = []  # from the hooks: (check, detail)
 
     def emit(self, record: dict[str, Any]) -> None:
-        print(json.dumps(record), flush=True)
+        # One write per line: an interrupt can land between print()'s two writes.
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
 
     def fail(self, check: str, detail: str, **more: Any) -> None:
         self.emit({"kind": "failure", "n": self.n, "check": check, "detail": detail, **more})
@@ -690,7 +692,10 @@ def _run_child(python: str, argv: list[str]) -> _ChildRun:
     run = _ChildRun([], int(argv[2]), False, None, None, None)
     injected_at = None
     for line in child.stdout.splitlines():
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line the child could not finish: keep what it says
+            record = {"kind": "failure", "n": run.last, "check": "harness", "detail": line}
         kind = record["kind"]
         if kind == "start":
             run.last, injected_at = record["n"], None
