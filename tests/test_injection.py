@@ -786,7 +786,7 @@ def _sweeps() -> list[Any]:
         for name in CONSTRUCTS
     ]
     for name in CONSTRUCTS:
-        marks = () if name in IN_A_THREAD_BY_DEFAULT else (pytest.mark.slow,)
+        marks: tuple[Any, ...] = () if name in IN_A_THREAD_BY_DEFAULT else (pytest.mark.slow,)
         if old:
             marks = ON_3_9
         params.append(pytest.param(name, "thread", id=f"{name}-thread", marks=marks))
