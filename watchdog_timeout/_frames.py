@@ -86,10 +86,10 @@ INSIDE, EDGE, OUTSIDE = Where.INSIDE, Where.EDGE, Where.OUTSIDE
 _EXCEPTION_TABLE = sys.version_info >= (3, 11)
 _BLOCK_STACK = sys.implementation.name == "cpython" and sys.version_info < (3, 11)
 if _BLOCK_STACK:
-    try:
-        import ctypes
-    except ImportError:  # an interpreter built without it: frames count as inside
-        _BLOCK_STACK = False
+    import importlib.util
+
+    # An interpreter built without ctypes: frames count as inside.
+    _BLOCK_STACK = importlib.util.find_spec("ctypes") is not None
 _HANDLER_UNIT = 2 if sys.version_info >= (3, 10) else 1  # 3.10 counts instructions
 
 
@@ -374,47 +374,58 @@ def resolve_marker(code: CodeType, lasti: int) -> Marker:
 if _BLOCK_STACK:
     _SETUP_FINALLY = opcode.opmap["SETUP_FINALLY"]
 
-    class _TryBlock(ctypes.Structure):
-        _fields_ = [
-            ("b_type", ctypes.c_int),
-            ("b_handler", ctypes.c_int),
-            ("b_level", ctypes.c_int),
-        ]
+    _frame_struct_type: Any = None
 
-    _P = ctypes.c_void_p
-    _head: list[tuple[str, Any]] = [
-        ("ob_refcnt", ctypes.c_ssize_t),
-        ("ob_type", _P),
-        ("ob_size", ctypes.c_ssize_t),
-        ("f_back", _P),
-        ("f_code", _P),
-        ("f_builtins", _P),
-        ("f_globals", _P),
-        ("f_locals", _P),
-        ("f_valuestack", _P),
-    ]
-    _middle: list[tuple[str, Any]]
-    if sys.version_info < (3, 10):
-        _middle = [("f_stacktop", _P), ("f_trace", _P)]
-    else:
-        _middle = [("f_trace", _P), ("f_stackdepth", ctypes.c_int)]
+    def _frame_struct() -> Any:
+        """The ctypes layout of a 3.9/3.10 frame, built on first use (ctypes costs an import)."""
+        global _frame_struct_type
+        if _frame_struct_type is None:
+            import ctypes  # noqa: PLC0415
 
-    class _FrameStruct(ctypes.Structure):
-        _fields_ = [  # Include/cpython/frameobject.h of 3.9 and 3.10
-            *_head,
-            *_middle,
-            ("f_trace_lines", ctypes.c_char),
-            ("f_trace_opcodes", ctypes.c_char),
-            ("f_gen", _P),
-            ("f_lasti", ctypes.c_int),
-            ("f_lineno", ctypes.c_int),
-            ("f_iblock", ctypes.c_int),
-            ("f_state", ctypes.c_char),
-            ("f_blockstack", _TryBlock * 20),
-        ]
+            class _TryBlock(ctypes.Structure):
+                _fields_ = [
+                    ("b_type", ctypes.c_int),
+                    ("b_handler", ctypes.c_int),
+                    ("b_level", ctypes.c_int),
+                ]
+
+            _P = ctypes.c_void_p
+            _head: list[tuple[str, Any]] = [
+                ("ob_refcnt", ctypes.c_ssize_t),
+                ("ob_type", _P),
+                ("ob_size", ctypes.c_ssize_t),
+                ("f_back", _P),
+                ("f_code", _P),
+                ("f_builtins", _P),
+                ("f_globals", _P),
+                ("f_locals", _P),
+                ("f_valuestack", _P),
+            ]
+            _middle: list[tuple[str, Any]]
+            if sys.version_info < (3, 10):
+                _middle = [("f_stacktop", _P), ("f_trace", _P)]
+            else:
+                _middle = [("f_trace", _P), ("f_stackdepth", ctypes.c_int)]
+
+            class _FrameStruct(ctypes.Structure):
+                _fields_ = [  # Include/cpython/frameobject.h of 3.9 and 3.10
+                    *_head,
+                    *_middle,
+                    ("f_trace_lines", ctypes.c_char),
+                    ("f_trace_opcodes", ctypes.c_char),
+                    ("f_gen", _P),
+                    ("f_lasti", ctypes.c_int),
+                    ("f_lineno", ctypes.c_int),
+                    ("f_iblock", ctypes.c_int),
+                    ("f_state", ctypes.c_char),
+                    ("f_blockstack", _TryBlock * 20),
+                ]
+
+            _frame_struct_type = _FrameStruct
+        return _frame_struct_type
 
     def _open_handlers(frame: FrameType) -> list[int]:
-        struct = _FrameStruct.from_address(id(frame))
+        struct = _frame_struct().from_address(id(frame))
         blocks = struct.f_blockstack
         return [
             blocks[i].b_handler
