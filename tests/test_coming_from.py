@@ -31,11 +31,13 @@ PYTHON = [(heading, code) for heading, lang, code in BLOCKS if lang == "python"]
 
 def _ids() -> list[str]:
     """The heading, numbered where a section has several blocks."""
+    headings = [heading for heading, _ in PYTHON]
     seen: dict[str, int] = {}
     ids = []
-    for heading, _ in PYTHON:
+    for heading in headings:
         seen[heading] = seen.get(heading, 0) + 1
-        ids.append(f"{heading}-{seen[heading]}")
+        several = headings.count(heading) > 1
+        ids.append(f"{heading}-{seen[heading]}" if several else heading)
     return ids
 
 
