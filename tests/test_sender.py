@@ -122,6 +122,11 @@ def test_a_blocked_main_thread_signal_mask_falls_back_to_the_direct_send() -> No
         assert time.monotonic() - start < 1.5
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    # The mask lifted, a blocking call of the main thread is woken again.
+    start = time.monotonic()
+    with pytest.raises(TimeoutExpired), deadline(0.2):
+        time.sleep(5)
+    assert time.monotonic() - start < 2.5
 
 
 def test_nothing_lands_after_a_started_watchdog_is_stopped() -> None:

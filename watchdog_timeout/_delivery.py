@@ -429,15 +429,18 @@ def deliver(scope: Scope, now: float) -> float | None:
     if held_back(leaf, scope, top):
         return REINJECT  # the shield's exit asks again at once
     if leaf is state:
-        if leaf.is_main and _wakeup_ready() and leaf.wakeups < UNANSWERED:
+        if leaf.is_main and _wakeup_ready():
             # The handler decides in the main thread itself (see _on_wakeup_signal);
-            # unanswered twice (the signal is blocked), the direct send below.
-            raised_at = scope._rare.raised_at if scope._rare is not None else -math.inf
-            if leaf.wakeups == 0 and now < raised_at + REINJECT:
-                return raised_at + REINJECT - now  # raised: again once REINJECT has passed
-            leaf.wakeups += 1
+            # unanswered twice (the signal is blocked), the direct send below too,
+            # and the signal still, to wake a blocking call once the mask is lifted.
+            if leaf.wakeups < UNANSWERED:
+                raised_at = scope._rare.raised_at if scope._rare is not None else -math.inf
+                if leaf.wakeups == 0 and now < raised_at + REINJECT:
+                    return raised_at + REINJECT - now  # raised: again after REINJECT
+                leaf.wakeups += 1
+                signal.pthread_kill(leaf.ident, _wakeup_signal)
+                return WAKEUP_AGAIN
             signal.pthread_kill(leaf.ident, _wakeup_signal)
-            return WAKEUP_AGAIN
         boundary, marker, ours = owner, marker_of(scope), False
     else:
         assert leaf.boundary is not None
