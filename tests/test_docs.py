@@ -4,7 +4,8 @@ Each ```python block runs as a script of its own in a fresh interpreter, in a te
 directory, with ``-W error::ResourceWarning``; it must exit with status 0 and print no
 traceback (a leaked resource shows up as an ignored exception, a failed child process
 as its traceback). Blocks that are the same text
-(a README example repeated in a guide) run once.
+(a README example repeated in a guide) run once; three run at a time, since they
+mostly wait for their time limits.
 
 Two HTML comments, invisible on the rendered page, prepare a block when it needs it:
 
@@ -21,6 +22,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,18 +103,44 @@ def marked(block: Block) -> object:
     return pytest.param(block, id=block.where, marks=marks)
 
 
-@pytest.mark.parametrize("block", [marked(block) for block in BLOCKS])
-def test_docs_python_block_runs(block: Block, tmp_path: Path) -> None:
-    script = tmp_path / "block.py"
+def run(block: Block, directory: Path) -> subprocess.CompletedProcess[str]:
+    script = directory / "block.py"
     script.write_text(block.script)
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-W", "error::ResourceWarning", str(script)],
-        cwd=tmp_path,
+        cwd=directory,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def block_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """The selected blocks, started at once three at a time: most of their time is waiting."""
+    selected: list[Block] = [
+        item.callspec.params["block"]
+        for item in request.session.items
+        if isinstance(item, pytest.Function) and item.originalname == "test_docs_python_block_runs"
+    ]
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="docs-blocks") as pool:
+        runs = {
+            block.where: pool.submit(run, block, tmp_path_factory.mktemp("block"))
+            for block in selected
+        }
+        yield runs
+        for future in runs.values():
+            future.cancel()
+
+
+@pytest.mark.parametrize("block", [marked(block) for block in BLOCKS])
+def test_docs_python_block_runs(
+    block: Block, block_runs: dict[str, Future[subprocess.CompletedProcess[str]]]
+) -> None:
+    result = block_runs[block.where].result()
     assert result.returncode == 0, f"{block.where}\n{result.stderr}"
     # A child process or a finalizer can fail while the script still exits with 0.
     for sign in ("Traceback", "Exception ignored"):
