@@ -3,9 +3,8 @@
 Each ```python block runs as a script of its own in a fresh interpreter, in a temporary
 directory, with ``-W error::ResourceWarning``; it must exit with status 0 and print no
 traceback (a leaked resource shows up as an ignored exception, a failed child process
-as its traceback). Blocks that are the same text
-(a README example repeated in a guide) run once; three run at a time, since they
-mostly wait for their time limits.
+as its traceback). Blocks of the same text (a README example repeated in a guide) run
+once; three run at a time, since they mostly wait for their time limits.
 
 Two HTML comments, invisible on the rendered page, prepare a block when it needs it:
 
@@ -35,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 
-# A fenced block (with what precedes it on the page): its language and its text.
+# A fenced block: its language and its text. A marker is the last thing before a block.
 FENCE = re.compile(r"^```(?P<language>[\w-]*)\n(?P<code>.*?)^```$", re.DOTALL | re.MULTILINE)
 SETUP = re.compile(r"<!-- docs-test: setup\n(?P<code>.*?)-->\s*\Z", re.DOTALL)
 CONTINUE = re.compile(r"<!-- docs-test: continue -->\s*\Z")
@@ -60,7 +59,8 @@ def python_blocks(page: Path) -> list[Block]:
             continue
         before = text[previous_end : match.start()]
         previous_end = match.end()
-        where = f"{page.relative_to(ROOT)}:{text.count(chr(10), 0, match.start()) + 1}"
+        name = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page
+        where = f"{name}:{text.count(chr(10), 0, match.start()) + 1}"
         script = match["code"]
         setup = SETUP.search(before)
         if setup:
@@ -146,6 +146,19 @@ def test_docs_python_block_runs(
     # A child process or a finalizer can fail while the script still exits with 0.
     for sign in ("Traceback", "Exception ignored"):
         assert sign not in result.stderr, f"{block.where}\n{result.stderr}"
+
+
+def test_docs_markers_set_up_and_continue_blocks(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\na = 1\n```\n\n"
+        "<!-- docs-test: continue -->\n```python\nb = a\n```\n\n"
+        "```bash\nls\n```\n"
+        "<!-- docs-test: setup\nimport json\n-->\n```python\njson.dumps(1)\n```\n"
+        "```python\nc = 3\n```\n"
+    )
+    scripts = [block.script for block in python_blocks(page)]
+    assert scripts == ["a = 1\n", "a = 1\n\nb = a\n", "import json\n\njson.dumps(1)\n", "c = 3\n"]
 
 
 def test_docs_every_page_has_python_blocks_found() -> None:
