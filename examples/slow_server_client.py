@@ -4,8 +4,9 @@ The script starts a deliberately slow TCP server on 127.0.0.1 (it accepts, then
 answers only after 10 seconds), and a small client library whose ``fetch`` has
 no timeout of its own. ``@timeout`` answers the caller on time anyway:
 
-- with a native timeout taken from ``remaining()``, the socket call itself ends
-  at the limit (the best case: nothing is left running);
+- with a native timeout taken from ``remaining()`` (less a margin, so that the
+  socket's own timeout fires first and the client closes its socket itself),
+  the call ends just before the limit (the best case: nothing is left running);
 - without one, the worker thread is blocked in ``recv`` (C code): the caller gets
   ``TimeoutExpired(stopped=False)`` after ``seconds + grace``, and the worker is
   abandoned until the call returns;
@@ -47,7 +48,9 @@ def fetch(address: tuple[str, int], *, native_timeout: float | None = None) -> b
 
 @timeout(0.5)
 def fetch_with_native_timeout(address: tuple[str, int]) -> bytes:
-    return fetch(address, native_timeout=remaining())
+    # Without the margin the interrupt races the socket's timeout, and can land in
+    # the client's clean-up (socket.close) and leave the socket open.
+    return fetch(address, native_timeout=max(remaining() - 0.2, 0.01))
 
 
 @timeout(0.5, grace=0.2)
@@ -74,7 +77,7 @@ def attempt(function: object, address: tuple[str, int]) -> None:
         function(address)  # type: ignore[operator]
     except TimeoutExpired as error:
         print(f"  {error}  [{time.monotonic() - start:.2f} s, stopped={error.stopped}]")
-    except OSError as error:  # the native timeout won the race
+    except OSError as error:  # the native timeout fired first
         print(f"  {type(error).__name__}: {error}  [{time.monotonic() - start:.2f} s]")
 
 

@@ -61,8 +61,11 @@ def timeout(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Limit every call of the decorated function to ``seconds``.
 
-    The caller gets :class:`TimeoutExpired` within ``seconds + grace`` whatever the
-    function is doing: at the limit its code is interrupted; if it has not stopped
+    The caller gets :class:`TimeoutExpired` within ``seconds + grace`` whether the
+    function runs Python or waits in a blocking call (C code that holds the GIL stops
+    every thread, the caller's too: only ``isolation="process"`` stops it on time; an
+    ``async def`` body that blocks without awaiting is not limited): at the limit its
+    code is interrupted; if it has not stopped
     ``grace`` seconds later (it is blocked in C code) the caller is answered
     anyway, with ``stopped=False``, and the function's thread is *abandoned*: it
     is interrupted again as soon as it runs Python code, and its late outcome is
