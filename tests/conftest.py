@@ -9,8 +9,13 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from watchdog_timeout import _async_raise
+
+# Hypothesis's 200 ms deadline per example measures the machine, not the library.
+settings.register_profile("watchdog_timeout", deadline=None)
+settings.load_profile("watchdog_timeout")
 
 # Tests import the C bindings by name: bind them before any test module is imported
 # (the library itself binds them where a thread first uses it, never at import).

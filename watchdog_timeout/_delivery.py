@@ -310,6 +310,8 @@ def _alive(construct: Any, top: FrameType) -> bool:
     frame: FrameType | None = top
     while frame is not None:
         if frame is owner:
+            if frame.f_lasti == construct._lasti:
+                return True  # still at its with-entry: the block is about to begin
             return position(frame, marker_of(construct)) is not OUTSIDE
         frame = frame.f_back
     return is_generator(owner.f_code)
