@@ -297,7 +297,7 @@ def send_guarded(
     return send_when_safe(ident, exc_type, patience, boundary=boundary)
 
 
-def _alive(construct: Any, top: FrameType) -> bool:
+def _alive(construct: Any, top: FrameType, entering: bool = False) -> bool:
     """Whether a construct's ``with`` block still runs on the stack that ``top`` heads.
 
     False when its frame has left the stack (and is not a suspended generator) or
@@ -311,20 +311,24 @@ def _alive(construct: Any, top: FrameType) -> bool:
     while frame is not None:
         if frame is owner:
             if frame.f_lasti == construct._lasti:
-                return True  # still at its with-entry: the block is about to begin
+                # At its with-entry: its block is about to begin (its __enter__ just
+                # returned), unless a new construct is being entered there now: the
+                # same with statement again, after an exit that never ran.
+                return not (entering and frame is top)
             return position(frame, marker_of(construct)) is not OUTSIDE
         frame = frame.f_back
     return is_generator(owner.f_code)
 
 
-def retire_left(state: ThreadState, top: FrameType) -> None:
+def retire_left(state: ThreadState, top: FrameType, entering: bool = False) -> None:
     """Retire the thread's innermost scopes whose block was left without their exit.
 
     An exception from elsewhere (Ctrl-C, another library's ``async_raise``) can land
     on the first instruction of an ``__exit__``, before any of it runs: the scope
     stays registered though its block is over. Scopes nest, so only the innermost
     need looking at. ``top``: the thread's innermost frame (the caller's own, for
-    the current thread). Takes the monitor's lock only when one is found.
+    the current thread); ``entering``: ``top`` is entering a new scope's ``with``.
+    Takes the monitor's lock only when one is found.
     """
     scopes = state.scopes
     while scopes:
@@ -334,7 +338,7 @@ def retire_left(state: ThreadState, top: FrameType) -> None:
                 if scopes and scopes[-1] is scope:
                     scopes.pop()
             continue
-        if _alive(scope, top):
+        if _alive(scope, top, entering):
             return
         with monitor.lock:
             scope._discard_locked()

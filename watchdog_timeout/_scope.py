@@ -270,7 +270,7 @@ class Deadline(Alarm):
         owner = with_frame(caller, PASS_THROUGH)
         _refuse_coroutine(owner or caller)
         state = current_state()
-        retire_left(state, caller)  # scopes whose exit an exception skipped
+        retire_left(state, caller, entering=True)  # scopes whose exit was skipped
         self._thread = state
         self._owner = owner
         if owner is not None:
