@@ -694,6 +694,11 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
                 raise scope._exit_late(None)
             else:
                 where = DELIVER  # a callee's loop: its handler is skipped (CPython bug)
+        elif where is OUTSIDE and scope._owner is not None and may_be_exiting(scope._owner):
+            rare = scope._rarely()
+            rare.exits += 1  # maybe on its way into __exit__ (3.9/3.10 pop the block first)
+            if rare.exits <= PATIENCE:
+                where = DEFER
         if where is DELIVER:
             scope._rarely().raised_at = clock()
             raise _Interrupt(scope=scope)
