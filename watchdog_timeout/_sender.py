@@ -153,7 +153,8 @@ def cpu_time(native_id: int | None) -> float | None:
         return None
 
 
-_hurry_lock = threading.Lock()
+# Re-entrant: Patience.__del__ can run (a garbage collection) inside _hurry itself.
+_hurry_lock = threading.RLock()
 _hurrying: set[int] = set()  # ids of the Patience objects waiting now
 _interval_before = 0.0
 
