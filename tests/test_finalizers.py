@@ -17,7 +17,7 @@ import pytest
 from helpers import run_in_thread, spin
 
 from watchdog_timeout import Deadline, TimeoutExpired, deadline, timeout
-from watchdog_timeout._delivery import filter_unraisable
+from watchdog_timeout._late import filter_unraisable
 from watchdog_timeout._monitor import monitor
 from watchdog_timeout._scope import _EXPIRING
 

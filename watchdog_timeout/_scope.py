@@ -36,23 +36,21 @@ import sys
 from types import CodeType, FrameType, TracebackType
 from typing import Callable
 
-from ._delivery import (
-    ThreadState,
-    current_state,
-    deliver,
-    existing_state,
-    is_generator,
-    protect,
-    resend_expiring,
-    retire_left,
-    stack_of,
-    withdraw_pending,
-)
+from ._bytecode import is_generator
+from ._delivery import deliver, stack_of
 from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired, describe_stack
 from ._frames import Marker, marker_at_enter, with_frame
 from ._monitor import Alarm, Entry, logger, monitor
+from ._registry import (
+    ThreadState,
+    current_state,
+    existing_state,
+    resend_expiring,
+    retire_left,
+    withdraw_pending,
+)
 from ._seconds import Seconds, check_seconds, check_when, clock
-from ._sender import Patience
+from ._sender import Patience, protect
 
 __all__ = ("Deadline", "deadline", "deadline_at", "remaining")
 
@@ -263,6 +261,7 @@ class Deadline(Alarm):
 
     # --- the with-statement -----------------------------------------------------
 
+    @protect
     def __enter__(self) -> Deadline:
         if self._state is not _CREATED:
             raise RuntimeError(f"Deadline cannot be entered twice: it is {self._state.value}")
@@ -304,6 +303,7 @@ class Deadline(Alarm):
             raise
         return self
 
+    @protect
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -380,6 +380,7 @@ class Deadline(Alarm):
 
     # --- bookkeeping (monitor.lock held unless said otherwise) -----------------
 
+    @protect
     def _finish(self, landed: _Interrupt | None) -> _State:
         """Leave the active states, once; return the state the exit found.
 
@@ -468,11 +469,13 @@ class Deadline(Alarm):
             monitor.cancel(self._entry)
         self._entry = monitor.schedule(when, self)
 
+    @protect
     def _discard(self) -> None:
         """Forget a scope that can never be delivered to (its block was left)."""
         with monitor.lock:
             self._discard_locked()
 
+    @protect
     def _discard_locked(self) -> None:
         if self._thread is not None:
             self._forget(self._thread)
@@ -579,6 +582,7 @@ class Deadline(Alarm):
             if self._state is _ACTIVE and self._entry is None and self._seconds is not None:
                 self._entry = monitor.schedule(clock() + self._seconds, self)
 
+    @protect
     def _exit_late(self, cause: BaseException | None) -> BaseException:
         """Finish the exit for an interrupt that landed after the block ended.
 
@@ -606,6 +610,7 @@ class Deadline(Alarm):
         late.finished = self
         return late
 
+    @protect
     def _late_exit(self, exc: BaseException | None) -> BaseException | None:
         """The late TimeoutExpired of this scope, if a finalizer swallowed it.
 
@@ -657,6 +662,7 @@ class Deadline(Alarm):
         self._state = _EXPIRING
         self._rearm(clock())
 
+    @protect
     def _expire_now(self) -> None:
         """Send the interrupt now, as if the time were up (a caller's Ctrl-C)."""
         with monitor.lock:
@@ -668,6 +674,7 @@ class Deadline(Alarm):
 
     # --- rescheduling ----------------------------------------------------------
 
+    @protect
     def reschedule(self, seconds: Seconds) -> None:
         """Move the deadline to ``seconds`` from now (None: no limit).
 
@@ -856,16 +863,3 @@ def remaining() -> float | None:
     if earliest is None:
         return None
     return max(0.0, earliest - clock())
-
-
-protect(
-    Deadline.__enter__,
-    Deadline.__exit__,
-    Deadline._finish,
-    Deadline._discard,
-    Deadline._discard_locked,
-    Deadline._exit_late,
-    Deadline._late_exit,
-    Deadline.reschedule,
-    Deadline._expire_now,
-)

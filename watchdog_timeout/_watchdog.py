@@ -33,23 +33,15 @@ import threading
 from typing import Any, Callable, TypeVar
 
 from ._async_raise import clear_async_exc
-from ._delivery import (
-    REINJECT,
-    RESENT,
-    RETRY,
-    current_state,
-    existing_state,
-    filter_unraisable,
-    protect,
-    send_guarded,
-    stack_of_thread,
-)
+from ._bytecode import function_kind
+from ._delivery import stack_of_thread
 from ._errors import TimeoutExpired
-from ._frames import function_kind
+from ._late import RESENT, filter_unraisable
 from ._monitor import Alarm, monitor
+from ._registry import current_state, existing_state, send_guarded
 from ._scope import _ACTIVE, _CREATED, _EXPIRING, _FINISHED, PASS_THROUGH, Deadline
 from ._seconds import Seconds, check_seconds, clock
-from ._sender import DELIVER, Patience
+from ._sender import DELIVER, REINJECT, RETRY, Patience, protect
 
 __all__ = ("Watchdog",)
 
@@ -114,6 +106,7 @@ class Watchdog(Deadline):
     def _renewed_until(self) -> float:
         return self._last + self._period
 
+    @protect
     def __enter__(self) -> Watchdog:
         self._last = clock()
         super().__enter__()
@@ -165,6 +158,7 @@ class Watchdog(Deadline):
 
     # --- watching any thread --------------------------------------------------
 
+    @protect
     def start(self, thread: threading.Thread | None = None) -> Watchdog:
         """Watch ``thread`` (default: the current one) until :meth:`stop`.
 
@@ -189,6 +183,7 @@ class Watchdog(Deadline):
             watch.entry = monitor.schedule(self._last + self._period, watch)
         return self
 
+    @protect
     def stop(self) -> None:
         """Stop watching the thread given to :meth:`start`."""
         with monitor.lock:
@@ -275,6 +270,7 @@ class _ThreadWatch(Alarm):
 class _WatchdogTimeoutExpired(TimeoutExpired):
     """Sent to a thread watched with ``start()``; built by the interpreter, without arguments."""
 
+    @protect
     def __init__(self, *args: object) -> None:
         dog = _sending.get(threading.get_ident())
         if dog is not None and dog._watch is not None:
@@ -295,4 +291,3 @@ _WatchdogTimeoutExpired.__module__ = "watchdog_timeout"
 RESENT.add(_WatchdogTimeoutExpired)
 
 PASS_THROUGH.add(Watchdog.__enter__.__code__)
-protect(Watchdog.__enter__, Watchdog.start, Watchdog.stop, _WatchdogTimeoutExpired.__init__)
