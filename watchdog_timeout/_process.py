@@ -48,6 +48,7 @@ import os
 import sys
 from typing import Any, Callable, TypeVar
 
+from ._deadline import remaining
 from ._errors import ProcessCrashed, TimeoutExpired
 from ._process_child import BYE, NotFoundInChild, forked_main, unpack_reply
 from ._process_pack import pack_call, track_local_classes
@@ -66,7 +67,6 @@ from ._process_pool import (
     start_worker,
 )
 from ._process_tree import wait_dead
-from ._scope import remaining
 from ._seconds import clock
 from ._sender import protect
 

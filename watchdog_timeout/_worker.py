@@ -287,7 +287,7 @@ def _give_up_at(state: ThreadState, grace: float) -> float | None:
             if (
                 when is not None
                 and scope._is_open()
-                and not (scope._rare is not None and scope._rare.report_only)
+                and scope._interrupts()
                 and (earliest is None or when < earliest)
             ):
                 earliest = when
