@@ -28,6 +28,7 @@ an exception cut short is completed by the next exit attempt (``_finish`` is
 idempotent) or retired where the thread next uses the library
 (``_registry.retire_left``).
 """
+
 from __future__ import annotations
 
 import sys
