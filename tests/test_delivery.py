@@ -19,10 +19,10 @@ from typing import Callable
 import pytest
 from helpers import assert_takes_about
 
-from watchdog_timeout import TimeoutExpired, _delivery, deadline
+from watchdog_timeout import TimeoutExpired, _wakeup, deadline
 
 pytestmark = pytest.mark.skipif(
-    not _delivery._wakeup_signal or not hasattr(signal, "pthread_kill"),
+    not _wakeup._wakeup_signal or not hasattr(signal, "pthread_kill"),
     reason="no wake-up signal on this platform",
 )
 
@@ -114,9 +114,9 @@ def test_an_application_handler_for_the_signal_is_never_replaced() -> None:
     result = run_script(
         """
         import signal, time
-        from watchdog_timeout import _delivery, deadline, TimeoutExpired
+        from watchdog_timeout import _wakeup, deadline, TimeoutExpired
         calls = []
-        signal.signal(_delivery._wakeup_signal, lambda *a: calls.append(a))
+        signal.signal(_wakeup._wakeup_signal, lambda *a: calls.append(a))
         start = time.monotonic()
         try:
             with deadline(0.1):
@@ -124,7 +124,7 @@ def test_an_application_handler_for_the_signal_is_never_replaced() -> None:
         except TimeoutExpired:
             pass
         took = time.monotonic() - start
-        assert signal.getsignal(_delivery._wakeup_signal) is not _delivery._on_wakeup_signal
+        assert signal.getsignal(_wakeup._wakeup_signal) is not _wakeup._on_wakeup_signal
         assert calls == [], calls
         assert 0.45 < took < 3, took
         with deadline(0.1) as scope:   # busy code is still interrupted
@@ -142,8 +142,8 @@ def test_the_signal_can_be_turned_off() -> None:
     result = run_script(
         """
         import signal, time
-        from watchdog_timeout import _delivery, deadline, TimeoutExpired
-        assert _delivery._wakeup_signal == 0
+        from watchdog_timeout import _wakeup, deadline, TimeoutExpired
+        assert _wakeup._wakeup_signal == 0
         start = time.monotonic()
         try:
             with deadline(0.1):
@@ -161,11 +161,11 @@ def test_the_signal_can_be_chosen() -> None:
     result = run_script(
         """
         import signal
-        from watchdog_timeout import _delivery, deadline
+        from watchdog_timeout import _wakeup, deadline
         with deadline(1):
             pass
-        print(_delivery._wakeup_signal == signal.SIGUSR2,
-              signal.getsignal(signal.SIGUSR2) is _delivery._on_wakeup_signal)
+        print(_wakeup._wakeup_signal == signal.SIGUSR2,
+              signal.getsignal(signal.SIGUSR2) is _wakeup._on_wakeup_signal)
         """,
         env={"WATCHDOG_TIMEOUT_SIGNAL": "SIGUSR2"},
     )
@@ -177,5 +177,5 @@ def test_a_stale_signal_after_the_block_does_nothing() -> None:
         pass
     main = threading.main_thread().ident
     assert main is not None
-    signal.pthread_kill(main, _delivery._wakeup_signal)
+    signal.pthread_kill(main, _wakeup._wakeup_signal)
     time.sleep(0.05)  # the handler runs here and finds nothing to interrupt

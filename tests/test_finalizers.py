@@ -17,9 +17,9 @@ import pytest
 from helpers import run_in_thread, spin
 
 from watchdog_timeout import Deadline, TimeoutExpired, deadline, timeout
-from watchdog_timeout._delivery import filter_unraisable
+from watchdog_timeout._armed import EXPIRING
+from watchdog_timeout._late import filter_unraisable
 from watchdog_timeout._monitor import monitor
-from watchdog_timeout._scope import _EXPIRING
 
 
 class Box:
@@ -108,7 +108,7 @@ def swallow_late_timeout(scope: Deadline, late: list[BaseException]) -> None:
     gets it before.
     """
     with monitor.lock:
-        scope._state = _EXPIRING  # as if its time were up
+        scope._state = EXPIRING  # as if its time were up
     late.append(scope._exit_late(None))
 
     class Swallowing:

@@ -22,8 +22,9 @@ from typing import Callable, cast
 
 import pytest
 
-from watchdog_timeout import _frames
+from watchdog_timeout import _bytecode
 from watchdog_timeout._async_raise import send_async_exc
+from watchdog_timeout._bytecode import is_with_entry_at, with_entry_layout
 from watchdog_timeout._frames import (
     EDGE,
     INSIDE,
@@ -31,13 +32,11 @@ from watchdog_timeout._frames import (
     OUTSIDE,
     Marker,
     Where,
-    is_with_entry_at,
     landing,
     marker_at_enter,
     may_be_exiting,
     position,
     resolve_marker,
-    with_entry_layout,
     with_frame,
 )
 
@@ -508,17 +507,17 @@ def test_next_check_points_match_the_bytecode() -> None:
     layout = _Layout(_countdown_calling)
     assert layout.body_call is not None
     # After the call in the body: the uncovered back-edge, or (loop done) __exit__.
-    assert _frames._next_check_points(layout.code, layout.body_call) == (
+    assert _bytecode.next_check_points(layout.code, layout.body_call) == (
         (layout.back_edge, layout.exit_call),
         False,
     )
     # From the back-edge (3.13 checks before jumping): the call at the loop's top.
-    assert _frames._next_check_points(layout.code, layout.back_edge) == (
+    assert _bytecode.next_check_points(layout.code, layout.back_edge) == (
         (layout.body_call,),
         False,
     )
     # Past the block: the function returns before any check point.
-    points, leaves = _frames._next_check_points(layout.code, layout.exit_call)
+    points, leaves = _bytecode.next_check_points(layout.code, layout.exit_call)
     assert leaves
     assert points == ()
 
@@ -566,7 +565,7 @@ def test_landing_in_a_callee_about_to_return_looks_at_the_caller() -> None:
     instructions = list(dis.get_instructions(callee_code))
     (ret,) = [n for n, i in enumerate(instructions) if "RETURN" in i.opname]
     before_return = instructions[ret - 1].offset  # BINARY_OP: next, the return
-    assert _frames._next_check_points(callee_code, before_return) == ((), True)
+    assert _bytecode.next_check_points(callee_code, before_return) == ((), True)
     top = _frame(callee_code, before_return, cast(_FakeFrame, boundary))
     # _dec returns into the body; the caller's next points include the back-edge.
     assert landing(top, boundary, layout.marker) == EDGE

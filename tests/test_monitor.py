@@ -470,6 +470,40 @@ def test_monitor_thread_starts_lazily_named_and_daemon(live: Monitor) -> None:
     assert _thread_of(live) is thread  # one thread for every entry
 
 
+@pytest.mark.parametrize("started", [False, True], ids=["before-the-thread-runs", "after"])
+def test_monitor_survives_an_exception_inside_its_thread_start(
+    live: Monitor, monkeypatch: pytest.MonkeyPatch, started: bool
+) -> None:
+    # A Ctrl-C can land inside Thread.start() of the first schedule(). The monitor
+    # once kept the thread it never started: no deadline fired again in the process.
+    monkeypatch.setattr(_monitor, "IDLE", 0.05)  # a thread that did start ends soon
+    real_start = threading.Thread.start
+    cut: list[threading.Thread] = []
+
+    def interrupted_start(thread: threading.Thread) -> None:
+        monkeypatch.setattr(threading.Thread, "start", real_start)
+        cut.append(thread)
+        if started:
+            real_start(thread)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    cut_short = Target("cut short")
+    with pytest.raises(KeyboardInterrupt), live.lock:
+        live.schedule(live.clock() + 0.05, cut_short)
+    with live.lock:
+        (entry,) = [entry for entry in live._heap if entry[1] is cut_short]
+        live.cancel(entry)  # rolled back, as Deadline.__enter__ does
+    later = Target("later")
+    with live.lock:
+        live.schedule(live.clock() + 0.2, later)
+    assert later.fired.wait(10), "the monitor fired nothing after a start cut short"
+    assert not cut_short.fired.is_set()
+    if started:  # it ran beside the new one, and exits once idle
+        cut[0].join(5.0)
+        assert not cut[0].is_alive()
+
+
 def test_monitor_thread_fires_alarms_on_time(live: Monitor) -> None:
     fired: list[tuple[str, float]] = []
     start = live.clock()

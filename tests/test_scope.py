@@ -20,8 +20,8 @@ import pytest
 from helpers import assert_takes_about, run_in_thread, spin, spin_forever
 
 from watchdog_timeout import Deadline, TimeoutExpired, deadline, remaining, timeout
-from watchdog_timeout._delivery import current_state
 from watchdog_timeout._errors import _Interrupt
+from watchdog_timeout._registry import current_state
 
 # --- interrupting ---------------------------------------------------------------
 

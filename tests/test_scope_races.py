@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 import watchdog_timeout
 from watchdog_timeout import Deadline, TimeoutExpired, deadline, remaining
-from watchdog_timeout._delivery import current_state
 from watchdog_timeout._errors import _Interrupt
 from watchdog_timeout._monitor import monitor
+from watchdog_timeout._registry import current_state
 
 TRIALS = 20_000
 

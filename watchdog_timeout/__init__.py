@@ -12,9 +12,10 @@
 """
 
 from ._async_raise import ThreadOrIdent
+from ._deadline import deadline, deadline_at, remaining
 from ._decorator import SecondsOrFunction, timeout
 from ._errors import ProcessCrashed, TimeoutExpired
-from ._scope import Deadline, deadline, deadline_at, remaining
+from ._scope import Deadline
 from ._seconds import Seconds
 from ._sender import async_raise
 from ._shield import Shield, shield

@@ -21,9 +21,10 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Union
 
+from ._bytecode import function_kind
+from ._deadline import check_callback, check_exception_class
 from ._errors import TimeoutExpired, _Interrupt
-from ._frames import function_kind
-from ._scope import Deadline, check_callback, check_exception_class
+from ._scope import Deadline
 from ._seconds import Seconds, check_seconds
 from ._worker import run_in_worker
 

@@ -39,11 +39,25 @@ from __future__ import annotations
 import enum
 import opcode
 import sys
-import warnings
-from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from types import CodeType, FrameType
 from typing import Any, Optional
+
+from ._bytecode import (
+    GENERATOR_FLAGS,
+    LAYOUT,
+    Table,
+    back_jumps_of,
+    exception_table,
+    handler_at,
+    instruction_at,
+    instructions,
+    is_with_entry,
+    is_with_entry_at,
+    next_check_points,
+    next_offset,
+    skip_prefixes,
+)
 
 __all__ = (
     "EDGE",
@@ -53,11 +67,11 @@ __all__ = (
     "Marker",
     "Where",
     "edge_escapes",
+    "EXIT_PATIENCE",
     "edge_is_the_only_check_point",
-    "function_kind",
-    "is_with_entry",
     "marker_at_enter",
     "may_be_exiting",
+    "may_come_back",
     "landing",
     "position",
     "resolve_marker",
@@ -93,57 +107,11 @@ if _BLOCK_STACK:
 _HANDLER_UNIT = 2 if sys.version_info >= (3, 10) else 1  # 3.10 counts instructions
 
 
-def _instructions(code: CodeType) -> Any:
-    import dis  # noqa: PLC0415 (a costly import, needed only when code is analysed)
-
-    return dis.get_instructions(code)
-
-
-# (start, end, target) in bytes, end exclusive.
-_Table = list[tuple[int, int, int]]
-_tables: dict[CodeType, _Table] = {}
-# offset of each backward jump that checks for interrupts -> its target offset.
-_back_jumps: dict[CodeType, dict[int, int]] = {}
-
 #: What identifies a block: the handler offset, or None for "the whole frame".
 Marker = Optional[int]
 #: A marker that ``resolve_marker`` can compute later from the code and ``f_lasti``.
 LAZY = -1
 _resolved: dict[tuple[CodeType, int], Marker] = {}
-
-
-def _parse_exception_table(code: CodeType) -> _Table:
-    table = _tables.get(code)
-    if table is None:
-        raw = iter(code.co_exceptiontable)  # type: ignore[attr-defined]
-        table = []
-
-        def varint() -> int:
-            byte: int = next(raw)
-            value = byte & 63
-            while byte & 64:
-                byte = next(raw)
-                value = (value << 6) | (byte & 63)
-            return value
-
-        try:
-            while True:
-                start = varint() * 2
-                end = start + varint() * 2
-                target = varint() * 2
-                varint()  # depth and lasti flag
-                table.append((start, end, target))
-        except StopIteration:
-            pass
-        _tables[code] = table
-    return table
-
-
-def _handler_at(table: _Table, offset: int) -> int | None:
-    for start, end, target in table:
-        if start <= offset < end:
-            return target
-    return None
 
 
 _EXITING = frozenset(
@@ -154,6 +122,12 @@ _EXITING = frozenset(
     # 3.9/3.10 check for interrupts between POP_BLOCK and the call of __exit__.
     or (_BLOCK_STACK and name in ("POP_BLOCK", "LOAD_CONST", "DUP_TOP", "ROT_TWO"))
 )
+
+
+#: How many looks to wait for a frame seen at a call just past its block (about to
+#: run ``__exit__``, whose frame ``sys._current_frames()`` does not show yet) before
+#: deciding the block was left.
+EXIT_PATIENCE = 20
 
 
 def may_be_exiting(frame: FrameType) -> bool:
@@ -167,129 +141,12 @@ def may_be_exiting(frame: FrameType) -> bool:
     return lasti >= 0 and opcode.opname[frame.f_code.co_code[lasti]] in _EXITING
 
 
-def _back_jumps_of(code: CodeType) -> dict[int, int]:
-    jumps = _back_jumps.get(code)
-    if jumps is None:
-        jumps = _back_jumps[code] = {
-            instruction.offset: int(instruction.argval)
-            for instruction in _instructions(code)
-            if "JUMP_BACKWARD" in instruction.opname and "NO_INTERRUPT" not in instruction.opname
-        }
-    return jumps
+def may_come_back(frame: FrameType | None) -> bool:
+    """Whether ``frame``, off the stack, may come back: a suspended generator's.
 
-
-def _instruction_at(code: CodeType, offset: int) -> Any:
-    for instruction in _instructions(code):
-        if instruction.offset == offset:
-            return instruction
-    return None
-
-
-_EXTENDED_ARG = opcode.opmap.get("EXTENDED_ARG", -1)
-
-
-def _skip_prefixes(code: CodeType, lasti: int) -> int:
-    # 3.9/3.10 leave f_lasti on an EXTENDED_ARG prefix of the instruction it runs.
-    co_code = code.co_code
-    while 0 <= lasti < len(co_code) - 2 and co_code[lasti] == _EXTENDED_ARG:
-        lasti += 2
-    return lasti
-
-
-# --- which frame runs the with statement of a scope --------------------------------
-
-
-#: How this interpreter compiles the entry of a ``with`` statement: "BEFORE_WITH"
-#: (3.11-3.13), "SETUP_WITH" (3.9/3.10), "LOAD_SPECIAL" (3.14: ``LOAD_SPECIAL
-#: __enter__`` then ``CALL 0``), or None for a layout this module does not know.
-def with_entry_layout(opmap: Mapping[str, int]) -> str | None:
-    """The ``with``-entry layout that an interpreter with opcodes ``opmap`` uses."""
-    for layout in ("BEFORE_WITH", "SETUP_WITH", "LOAD_SPECIAL"):
-        if layout in opmap:
-            return layout
-    return None
-
-
-def is_with_entry_at(
-    co_code: bytes, lasti: int, opmap: Mapping[str, int], layout: str | None
-) -> bool:
-    """Whether the instruction at ``lasti`` of ``co_code`` is calling a ``__enter__``.
-
-    Pure, for testing the layouts of interpreters that are not installed.
+    Any other frame that left the stack is done, and so is every block in it.
     """
-    if layout is None or not 0 <= lasti < len(co_code):
-        return False
-    extended = opmap.get("EXTENDED_ARG", -1)
-    while lasti < len(co_code) - 2 and co_code[lasti] == extended:
-        lasti += 2  # 3.9/3.10 leave f_lasti on a prefix
-    opcode = co_code[lasti]
-    if layout != "LOAD_SPECIAL":
-        return opcode == opmap[layout]
-    # 3.14: ``LOAD_SPECIAL 0`` (__enter__) right before ``CALL 0``.
-    return (
-        opcode == opmap.get("CALL")
-        and co_code[lasti + 1] == 0
-        and lasti >= 2
-        and co_code[lasti - 2] == opmap["LOAD_SPECIAL"]
-        and co_code[lasti - 1] == 0
-    )
-
-
-_LAYOUT = with_entry_layout(opcode.opmap) if sys.implementation.name == "cpython" else None
-if _LAYOUT is None and sys.implementation.name == "cpython":
-    warnings.warn(
-        f"watchdog_timeout does not know how CPython {sys.version.split()[0]} compiles "
-        "`with` statements: deadlines cannot tell where their block ends, so an interrupt "
-        "is guarded only by the scope's exit",
-        RuntimeWarning,
-        stacklevel=2,
-    )
-
-
-_with_entries: dict[tuple[CodeType, int], bool] = {}
-
-
-def is_with_entry(code: CodeType, lasti: int) -> bool:
-    """Whether the instruction at ``lasti`` of ``code`` is calling a ``__enter__``."""
-    key = (code, lasti)
-    found = _with_entries.get(key)
-    if found is None:  # once per call site
-        found = _with_entries[key] = is_with_entry_at(code.co_code, lasti, opcode.opmap, _LAYOUT)
-    return found
-
-
-_GENERATOR_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # CO_GENERATOR, CO_COROUTINE, ...
-_CO_GENERATOR, _CO_COROUTINE, _CO_ASYNC_GENERATOR = 0x20, 0x80, 0x200
-
-
-def function_kind(function: object) -> str:
-    """ "coroutine", "generator", "async generator" or "plain", as ``inspect`` would say.
-
-    Without importing ``inspect`` (a costly import) unless the program already has:
-    only then can a function be marked with ``inspect.markcoroutinefunction``.
-    """
-    inspect = sys.modules.get("inspect")
-    if inspect is not None:
-        if inspect.iscoroutinefunction(function):
-            return "coroutine"
-        if inspect.isasyncgenfunction(function):
-            return "async generator"
-        return "generator" if inspect.isgeneratorfunction(function) else "plain"
-    functools = sys.modules.get("functools")
-    for _ in range(100):  # bounded: unwrap methods and partials
-        if functools is not None and isinstance(function, functools.partial):
-            function = function.func
-        elif hasattr(function, "__func__"):
-            function = function.__func__
-        else:
-            break
-    code = getattr(function, "__code__", None)
-    flags = code.co_flags if isinstance(code, CodeType) else 0
-    if flags & _CO_COROUTINE:
-        return "coroutine"
-    if flags & _CO_ASYNC_GENERATOR:
-        return "async generator"
-    return "generator" if flags & _CO_GENERATOR else "plain"
+    return frame is not None and bool(frame.f_code.co_flags & GENERATOR_FLAGS)
 
 
 def with_frame(
@@ -307,7 +164,7 @@ def with_frame(
     """
     code = caller.f_code
     if (
-        not code.co_flags & _GENERATOR_FLAGS
+        not code.co_flags & GENERATOR_FLAGS
         and code not in transparent
         and is_with_entry(code, caller.f_lasti)
     ):
@@ -322,7 +179,7 @@ def with_frame(
             code in transparent
             or code.co_filename == contextlib_file
             or (
-                code.co_flags & _GENERATOR_FLAGS
+                code.co_flags & GENERATOR_FLAGS
                 and back is not None
                 and back.f_code.co_filename == contextlib_file
             )
@@ -335,36 +192,27 @@ def with_frame(
     return None
 
 
-def _next_offset(code: CodeType, lasti: int) -> int:
-    found = False
-    for instruction in _instructions(code):
-        if found:
-            return int(instruction.offset)
-        found = instruction.offset == lasti
-    return lasti + 2
-
-
 def resolve_marker(code: CodeType, lasti: int) -> Marker:
     """The marker of the block entered at ``lasti`` of ``code``, for a LAZY marker."""
-    lasti = _skip_prefixes(code, lasti)
+    lasti = skip_prefixes(code, lasti)
     key = (code, lasti)
     if key in _resolved:
         return _resolved[key]
     marker: Marker = None
     if _EXCEPTION_TABLE:
-        table = _parse_exception_table(code)
+        table = exception_table(code)
         # After the with-entry the block starts at the next instruction; a call
         # (such as ExitStack.enter_context) sits inside the block that holds the scope.
         opname = opcode.opname[code.co_code[lasti]]
         if opname == "BEFORE_WITH":
             lasti += 2
-        elif _LAYOUT == "LOAD_SPECIAL" and is_with_entry_at(
-            code.co_code, lasti, opcode.opmap, _LAYOUT
+        elif LAYOUT == "LOAD_SPECIAL" and is_with_entry_at(
+            code.co_code, lasti, opcode.opmap, LAYOUT
         ):
-            lasti = _next_offset(code, lasti)  # past CALL and its caches
-        marker = _handler_at(table, lasti)
+            lasti = next_offset(code, lasti)  # past CALL and its caches
+        marker = handler_at(table, lasti)
     elif _BLOCK_STACK:
-        instruction = _instruction_at(code, lasti)
+        instruction = instruction_at(code, lasti)
         if instruction is not None:
             marker = int(instruction.argval) // _HANDLER_UNIT
     _resolved[key] = marker
@@ -438,7 +286,7 @@ if _BLOCK_STACK:
     def marker_at_enter(frame: FrameType) -> Marker:
         """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
         code = frame.f_code
-        if code.co_code[_skip_prefixes(code, frame.f_lasti)] == _SETUP_WITH:
+        if code.co_code[skip_prefixes(code, frame.f_lasti)] == _SETUP_WITH:
             return LAZY  # SETUP_WITH pushes its block after __enter__ returns
         # A call such as ExitStack.enter_context: the innermost block open now.
         handlers = _open_handlers(frame)
@@ -458,10 +306,10 @@ elif _EXCEPTION_TABLE:
         """The marker of the block ``frame`` is entering, or LAZY to resolve later."""
         return LAZY
 
-    def _reaches(table: _Table, offset: int, marker: int) -> bool:
+    def _reaches(table: Table, offset: int, marker: int) -> bool:
         # Follow handler to handler: nested handlers sit inside the block.
         for _ in range(len(table) + 1):  # bounded: handlers lead outwards
-            handler = _handler_at(table, offset)
+            handler = handler_at(table, offset)
             if handler == marker:
                 return True
             if handler is None or handler == offset:
@@ -477,8 +325,8 @@ elif _EXCEPTION_TABLE:
     def _position_at(code: CodeType, offset: int, marker: Marker) -> Where:
         if marker is None:
             return INSIDE
-        table = _parse_exception_table(code)
-        target = _back_jumps_of(code).get(offset)
+        table = exception_table(code)
+        target = back_jumps_of(code).get(offset)
         if target is not None and _CHECKS_AFTER_JUMPING:
             offset = target - 2
         if _reaches(table, offset, marker):
@@ -499,12 +347,12 @@ elif _EXCEPTION_TABLE:
         body's: an interrupt raised there skips the ``except``/``finally``/``__exit__``
         that encloses the loop (python/cpython#130279, #108214), in any frame.
         """
-        target = _back_jumps_of(code).get(offset)
+        target = back_jumps_of(code).get(offset)
         if target is None:
             return False
-        table = _parse_exception_table(code)
+        table = exception_table(code)
         looked_up = target - 2 if _CHECKS_AFTER_JUMPING else offset
-        return _handler_at(table, looked_up) != _handler_at(table, target)
+        return handler_at(table, looked_up) != handler_at(table, target)
 
 else:
 
@@ -533,71 +381,19 @@ def edge_is_the_only_check_point(code: CodeType, offset: int) -> bool:
     key = (code, offset)
     found = _hopeless.get(key)
     if found is None:
-        target = _back_jumps_of(code).get(offset)
+        target = back_jumps_of(code).get(offset)
         found = target is not None and not any(
             target <= instruction.offset < offset
             and (instruction.opname.startswith("CALL") or "JUMP_BACKWARD" in instruction.opname)
-            for instruction in _instructions(code)
+            for instruction in instructions(code)
         )
         _hopeless[key] = found
     return found
 
 
-# --- 3.13+: where a pending interrupt lands after a pause --------------------
-
+#: Up to 3.12 a paused thread raises a pending interrupt where it paused; 3.13 at
+#: the next check point it reaches.
 _RAISES_AFTER_PAUSE = sys.version_info >= (3, 13)
-_CHECK_POINTS = frozenset(("CALL", "CALL_KW", "CALL_FUNCTION_EX", "JUMP_BACKWARD", "RESUME"))
-_UNCONDITIONAL = frozenset(("JUMP_FORWARD", "JUMP_BACKWARD_NO_INTERRUPT", "JUMP"))
-_LEAVES = frozenset(
-    ("RETURN_VALUE", "RETURN_CONST", "YIELD_VALUE", "RERAISE", "RAISE_VARARGS", "END_ASYNC_FOR")
-)
-# (code, paused offset) -> (offsets of the next check points, whether the frame can
-# be left first)
-_next_points: dict[tuple[CodeType, int], tuple[tuple[int, ...], bool]] = {}
-
-
-def _next_check_points(code: CodeType, paused: int) -> tuple[tuple[int, ...], bool]:
-    key = (code, paused)
-    found = _next_points.get(key)
-    if found is not None:
-        return found
-    instructions = list(_instructions(code))
-    index_of = {instruction.offset: i for i, instruction in enumerate(instructions)}
-    start = index_of.get(paused)
-    points: set[int] = set()
-    leaves = start is None
-    if start is not None:
-        first = instructions[start]
-        # 3.13 checks before JUMP_BACKWARD jumps, and after a call returns.
-        pending = [index_of[first.argval] if first.opname == "JUMP_BACKWARD" else start + 1]
-        seen: set[int] = set()
-        while pending:
-            i = pending.pop()
-            while i < len(instructions) and i not in seen:
-                seen.add(i)
-                instruction = instructions[i]
-                name = instruction.opname
-                if name in _CHECK_POINTS:
-                    points.add(instruction.offset)
-                    break
-                if name in _LEAVES:
-                    leaves = True
-                    break
-                if instruction.opcode in opcode.hasjrel or instruction.opcode in opcode.hasjabs:
-                    target = index_of.get(instruction.argval)
-                    if target is None:
-                        leaves = True
-                        break
-                    if name in _UNCONDITIONAL:
-                        i = target
-                        continue
-                    pending.append(target)
-                i += 1
-            else:
-                if i >= len(instructions):
-                    leaves = True
-    found = _next_points[key] = (tuple(sorted(points)), leaves)
-    return found
 
 
 def landing(
@@ -620,7 +416,7 @@ def landing(
     while frame is not None:
         code = frame.f_code
         paused = frame.f_lasti
-        points, leaves = _next_check_points(code, paused)
+        points, leaves = next_check_points(code, paused)
         if frame is top and opcode.opname[code.co_code[paused]].startswith("CALL"):
             # Blocked in a C call, it raises when the call returns: here.
             points = (*points, paused)

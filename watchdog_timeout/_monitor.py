@@ -147,12 +147,11 @@ class Monitor:
         heapq.heappush(self._heap, entry)
         if when < self._next_wake:
             self._next_wake = when
-            if self._thread is None:
-                if self._start_thread and not self._stopping:
-                    self._start()
-            elif not self._wake_pending:
+            if self._thread is not None and not self._wake_pending:
                 self._wake_pending = True
                 self._wake.release()
+        if self._thread is None and self._start_thread and not self._stopping:
+            self._start()  # whatever _next_wake says: a start cut short left it stale
         return entry
 
     def cancel(self, entry: Entry) -> None:
@@ -194,8 +193,16 @@ class Monitor:
 
     def _start(self) -> None:
         thread = threading.Thread(target=self._run, name="watchdog_timeout-monitor", daemon=True)
-        self._thread = thread
-        thread.start()
+        try:
+            self._thread = thread
+            thread.start()
+        except BaseException:
+            # An exception from elsewhere (Ctrl-C) inside start(): the thread may never
+            # run, and while one is recorded none is started again. Forget it: the next
+            # schedule() starts another (if this one did start, it exits once idle).
+            if self._thread is thread:
+                self._thread = None
+            raise
 
     def run_due(self) -> float:
         """Fire what is due now; return when to look again (``inf``: when woken)."""

@@ -48,7 +48,7 @@ import os
 import sys
 from typing import Any, Callable, TypeVar
 
-from ._delivery import protect
+from ._deadline import remaining
 from ._errors import ProcessCrashed, TimeoutExpired
 from ._process_child import BYE, NotFoundInChild, forked_main, unpack_reply
 from ._process_pack import pack_call, track_local_classes
@@ -67,8 +67,8 @@ from ._process_pool import (
     start_worker,
 )
 from ._process_tree import wait_dead
-from ._scope import remaining
 from ._seconds import clock
+from ._sender import protect
 
 __all__ = ("DEFAULT_START_METHOD", "call_in_process", "check_start_method")
 
@@ -276,6 +276,7 @@ def _next_message(worker: _Worker, until: float | None) -> bytes | None:
             return None
 
 
+@protect
 def _died(worker: _Worker, grace: float, name: str) -> BaseException:
     """The error for a child that ended without replying; clears up what it left."""
     exiting = SystemExit(f"the process running {name} was stopped: the interpreter is exiting")
@@ -346,12 +347,10 @@ def _call_forked(
     return unpack_reply(message, name)  # type: ignore[no-any-return]
 
 
+@protect
 def _start_forked(function: Callable[..., Any], args: Any, kwargs: Any) -> _Worker:
     worker = start_worker(
         multiprocessing.get_context("fork"), forked_main, (function, args, kwargs)
     )
     worker.state = _BUSY
     return worker
-
-
-protect(_start_forked, _died)

@@ -60,10 +60,10 @@ import sys
 import threading
 from typing import Any
 
-from ._delivery import protect
 from ._process_child import detach_forkserver, worker_main
 from ._process_tree import stop_tree, wait_dead
 from ._seconds import clock
+from ._sender import protect
 
 __all__ = ("CHILD_NAME", "IDLE_TIMEOUT", "MAX_IDLE")
 
@@ -133,6 +133,7 @@ class _Pool:
         self._retired: list[_Worker] = []  # told to exit, not reaped yet
         self._closed = False
 
+    @protect
     def acquire(self) -> _Worker:
         """The newest ready idle child, else one that is starting, else a new one."""
         with self._lock:
@@ -154,6 +155,7 @@ class _Pool:
                 return idle.pop()  # starting: the caller waits until it is ready
         return self._start()
 
+    @protect
     def release(self, worker: _Worker) -> None:
         """Take back a child that finished a call."""
         with self._lock:
@@ -165,12 +167,14 @@ class _Pool:
             worker.state = _IDLE
             self._idle.append(worker)
 
+    @protect
     def forget(self, worker: _Worker) -> None:
         """Drop a child that said goodbye."""
         with self._lock:
             if worker in self._workers:
                 self._retire(worker)
 
+    @protect
     def discard(self, worker: _Worker, grace: float, *, replace: bool = False) -> bool:
         """Kill a child's tree; with ``replace``, start a new child in its place."""
         with self._lock:
@@ -196,6 +200,7 @@ class _Pool:
                         self._idle.insert(0, fresh)
         return stopped
 
+    @protect
     def _start(self) -> _Worker:
         parent_death = self._method == "forkserver" or (
             threading.current_thread() is threading.main_thread()
@@ -292,6 +297,7 @@ def _exiting() -> RuntimeError:
     return RuntimeError("isolation='process' is not available: the interpreter is exiting")
 
 
+@protect
 def start_worker(context: Any, target: Any, args: tuple[Any, ...]) -> _Worker:
     """Start a child running ``target(conn, *args)``, connected to us by a pipe."""
     parent_end, child_end = context.Pipe()
@@ -357,6 +363,7 @@ if hasattr(os, "register_at_fork"):
 # --- a worker's end: its tree killed (_process_tree), the child reaped --------
 
 
+@protect
 def _finish(worker: _Worker, grace: float) -> bool:
     """Kill ``worker``'s tree (if not done yet) and reap it; whether it is gone."""
     if worker.state is _DEAD:
@@ -388,14 +395,3 @@ def _reaped(worker: _Worker) -> bool:
     with contextlib.suppress(ValueError):
         worker.process.close()
     return True
-
-
-protect(
-    _Pool.acquire,
-    _Pool.release,
-    _Pool.forget,
-    _Pool.discard,
-    _Pool._start,
-    start_worker,
-    _finish,
-)

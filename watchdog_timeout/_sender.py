@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from types import CodeType, FrameType
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from . import _async_raise
 from ._async_raise import ThreadOrIdent, _check_exc_type, _check_target
@@ -58,6 +58,8 @@ __all__ = (
     "DELIVER",
     "GONE",
     "PROTECTED",
+    "REINJECT",
+    "RETRY",
     "Patience",
     "async_raise",
     "locate",
@@ -87,12 +89,22 @@ PATIENCE_LOOKS = 20
 PROTECTED: set[CodeType] = set()
 
 
-def protect(*functions: Callable[..., Any]) -> None:
-    """Register functions whose code an interrupt must not be sent into."""
-    for function in functions:
-        PROTECTED.add(function.__code__)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: Level-triggered: how often an interrupt is sent again while its scope is open.
+REINJECT = 0.05
+#: Our own bookkeeping was running in the target, or it moved while we looked:
+#: look again this soon.
+RETRY = 0.001
 
 
+def protect(function: _F) -> _F:
+    """Decorator: an interrupt is never sent while ``function``'s code runs (leaf bookkeeping)."""
+    PROTECTED.add(function.__code__)
+    return function
+
+
+@protect
 def locate(
     top: FrameType,
     boundary: FrameType | None,

@@ -38,19 +38,19 @@ import sys
 from types import FrameType, TracebackType
 from typing import final
 
-from ._delivery import (
+from ._errors import _Interrupt
+from ._frames import Marker, marker_at_enter, with_frame
+from ._monitor import monitor
+from ._registry import (
     ThreadState,
     current_state,
     due_here,
     expiring_scope,
     held_back,
-    protect,
     resend_expiring,
     withdraw_pending,
 )
-from ._errors import _Interrupt
-from ._frames import Marker, marker_at_enter, with_frame
-from ._monitor import monitor
+from ._sender import protect
 
 __all__ = ("Shield", "shield")
 
@@ -72,6 +72,7 @@ class Shield:
         self._lasti = -1
         self._marker: Marker = None
 
+    @protect
     def __enter__(self) -> Shield:
         if self._state is not None:
             raise RuntimeError("a shield cannot be entered twice")
@@ -93,6 +94,7 @@ class Shield:
             self._state = state  # last: the shield is open
         return self
 
+    @protect
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
@@ -143,6 +145,3 @@ def shield() -> Shield:
         A :class:`Shield`, to be used once in a ``with`` statement.
     """
     return Shield()
-
-
-protect(Shield.__enter__, Shield.__exit__)

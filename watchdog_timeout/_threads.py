@@ -22,10 +22,10 @@ import threading
 from typing import Any, Callable
 
 from ._async_raise import _check_exc_type
-from ._delivery import REINJECT, RETRY, current_state, send_guarded
 from ._monitor import monitor
+from ._registry import current_state, send_guarded
 from ._seconds import check_seconds, clock
-from ._sender import DELIVER, GONE, Patience, async_raise
+from ._sender import DELIVER, GONE, REINJECT, RETRY, Patience, async_raise
 
 __all__ = ("StoppableThread", "stop_thread")
 

@@ -32,24 +32,17 @@ import functools
 import threading
 from typing import Any, Callable, TypeVar
 
+from ._armed import ACTIVE, CREATED, EXPIRING, FINISHED
 from ._async_raise import clear_async_exc
-from ._delivery import (
-    REINJECT,
-    RESENT,
-    RETRY,
-    current_state,
-    existing_state,
-    filter_unraisable,
-    protect,
-    send_guarded,
-    stack_of_thread,
-)
-from ._errors import TimeoutExpired
-from ._frames import function_kind
-from ._monitor import Alarm, monitor
-from ._scope import _ACTIVE, _CREATED, _EXPIRING, _FINISHED, PASS_THROUGH, Deadline
+from ._bytecode import function_kind
+from ._delivery import stack_of, stack_of_thread
+from ._errors import TimeoutExpired, describe_stack
+from ._late import RESENT, filter_unraisable
+from ._monitor import Alarm, logger, monitor
+from ._registry import current_state, existing_state, send_guarded
+from ._scope import PASS_THROUGH, Deadline
 from ._seconds import Seconds, check_seconds, clock
-from ._sender import DELIVER, Patience
+from ._sender import DELIVER, REINJECT, RETRY, Patience, protect
 
 __all__ = ("Watchdog",)
 
@@ -107,13 +100,53 @@ class Watchdog(Deadline):
         self._watch: _ThreadWatch | None = None
         self.kicks = 0
         self.longest_gap = 0.0
-        rare = self._rarely()
-        rare.renew = self._renewed_until
-        rare.report_only = not interrupt
 
     def _renewed_until(self) -> float:
         return self._last + self._period
 
+    # --- the monitor's side (its lock held unless said otherwise) ---------------
+
+    def _time_up(self, now: float) -> Callable[[], None] | None:
+        when = self._renewed_until()
+        if when > now:  # kicked meanwhile: wait for the new deadline
+            self._entry = monitor.schedule(when, self)
+            return None
+        self._rarely().stack = stack_of(self)
+        if not self._interrupt:
+            return self._report
+        return super()._time_up(now)
+
+    def _after_on_expire(self) -> None:
+        when = self._renewed_until()
+        if when > clock():  # kicked while on_expire ran: the thread is saved
+            self._entry = monitor.schedule(when, self)
+            self._rarely().on_expire_due = True
+            return
+        super()._after_on_expire()
+
+    def _interrupts(self) -> bool:
+        return self._interrupt
+
+    def _report(self) -> None:
+        # In a callback thread: report, then look again one period later.
+        self._report_stuck()
+        with monitor.lock:
+            if self._state is ACTIVE and self._entry is None:
+                self._entry = monitor.schedule(clock() + self._period, self)
+
+    def _report_stuck(self) -> None:
+        """Report-only expiry: log where the thread is, call on_expire."""
+        stack = self._rarely().stack
+        where = describe_stack(stack) if stack else "an unknown place"
+        logger.warning(
+            "watchdog_timeout: %s not kicked for %s seconds; the thread is in %s",
+            self._name(),
+            f"{self._period:g}",
+            where,
+        )
+        self._call_on_expire()
+
+    @protect
     def __enter__(self) -> Watchdog:
         self._last = clock()
         super().__enter__()
@@ -122,7 +155,7 @@ class Watchdog(Deadline):
     def kick(self) -> None:
         """Record progress: the thread has ``seconds`` more from now. Cheap: no lock."""
         state = self._state
-        if state is not _ACTIVE and state is not _EXPIRING:
+        if state is not ACTIVE and state is not EXPIRING:
             raise RuntimeError(f"Watchdog cannot be kicked: it is {state.value}")
         now = clock()
         gap = now - self._last
@@ -165,6 +198,7 @@ class Watchdog(Deadline):
 
     # --- watching any thread --------------------------------------------------
 
+    @protect
     def start(self, thread: threading.Thread | None = None) -> Watchdog:
         """Watch ``thread`` (default: the current one) until :meth:`stop`.
 
@@ -181,14 +215,15 @@ class Watchdog(Deadline):
         if not target.is_alive() or target.ident is None:
             raise ValueError(f"thread {target.name!r} is not alive")
         with monitor.lock:
-            if self._watch is not None or self._state is not _CREATED:
+            if self._watch is not None or self._state is not CREATED:
                 raise RuntimeError("Watchdog cannot be started twice, nor while used as a block")
-            self._state = _ACTIVE
+            self._state = ACTIVE
             self._started = self._last = clock()  # start() keeps _when unset
             watch = self._watch = _ThreadWatch(self, target)
             watch.entry = monitor.schedule(self._last + self._period, watch)
         return self
 
+    @protect
     def stop(self) -> None:
         """Stop watching the thread given to :meth:`start`."""
         with monitor.lock:
@@ -203,7 +238,7 @@ class Watchdog(Deadline):
             if watch.entry is not None:
                 monitor.cancel(watch.entry)
                 watch.entry = None
-            self._state = _FINISHED
+            self._state = FINISHED
             self._ended = clock()
             _sending.pop(watch.ident, None)
 
@@ -275,6 +310,7 @@ class _ThreadWatch(Alarm):
 class _WatchdogTimeoutExpired(TimeoutExpired):
     """Sent to a thread watched with ``start()``; built by the interpreter, without arguments."""
 
+    @protect
     def __init__(self, *args: object) -> None:
         dog = _sending.get(threading.get_ident())
         if dog is not None and dog._watch is not None:
@@ -295,4 +331,3 @@ _WatchdogTimeoutExpired.__module__ = "watchdog_timeout"
 RESENT.add(_WatchdogTimeoutExpired)
 
 PASS_THROUGH.add(Watchdog.__enter__.__code__)
-protect(Watchdog.__enter__, Watchdog.start, Watchdog.stop, _WatchdogTimeoutExpired.__init__)

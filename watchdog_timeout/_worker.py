@@ -39,22 +39,18 @@ import threading
 from types import FrameType
 from typing import Any, Callable
 
-from ._delivery import (
-    DELIVER,
-    REINJECT,
-    RETRY,
+from ._errors import _Interrupt
+from ._monitor import Alarm, logger, monitor
+from ._registry import (
     ThreadState,
     current_state,
     expiring_scope,
-    protect,
     send_guarded,
     withdraw_pending,
 )
-from ._errors import _Interrupt
-from ._monitor import Alarm, logger, monitor
 from ._scope import Deadline
 from ._seconds import clock
-from ._sender import Patience, cpu_time
+from ._sender import DELIVER, REINJECT, RETRY, Patience, cpu_time, protect
 
 __all__ = ("IDLE_TIMEOUT", "abandoned_workers", "run_in_worker")
 
@@ -103,6 +99,7 @@ class _Worker:
         self.state: ThreadState | None = None
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
+    @protect
     def hand(self, call: _Call) -> None:
         """Give the worker a call (it is idle, or not started yet)."""
         self.call = call
@@ -110,6 +107,7 @@ class _Worker:
             self.thread.start()
         self._go.release()
 
+    @protect
     def _serve(self) -> None:
         self.state = current_state()
         while True:
@@ -135,6 +133,7 @@ class _Worker:
                 return  # never reused
             del call
 
+    @protect
     def _run(self, call: _Call) -> None:
         # One assignment for both: an interrupt landing between two (PyPy checks for
         # one anywhere) would pair ok=True with the interrupt.
@@ -157,6 +156,7 @@ class _Worker:
         call.outcome = outcome
         del outcome
 
+    @protect
     def _link(self, call: _Call, boundary: FrameType) -> bool:
         """Make the caller's interrupts reach this thread; False if already abandoned."""
         state = self.state
@@ -169,6 +169,7 @@ class _Worker:
             call.caller.delegate = state
         return True
 
+    @protect
     def _unlink(self, call: _Call) -> None:
         state = self.state
         assert state is not None
@@ -194,6 +195,7 @@ _abandoned: list[_Worker] = []
 _pool_lock = threading.Lock()
 
 
+@protect
 def _take(name: str) -> _Worker:
     with _pool_lock:
         worker = _idle.pop() if _idle else None
@@ -204,6 +206,7 @@ def _take(name: str) -> _Worker:
     return worker
 
 
+@protect
 def _retire(worker: _Worker) -> bool:
     with _pool_lock:
         if worker in _idle:
@@ -273,6 +276,7 @@ class _Reinjector(Alarm):
 # --- the caller's side ------------------------------------------------------------
 
 
+@protect
 def _give_up_at(state: ThreadState, grace: float) -> float | None:
     """When the caller stops waiting: the earliest deadline of its chain, plus grace."""
     earliest = None
@@ -283,7 +287,7 @@ def _give_up_at(state: ThreadState, grace: float) -> float | None:
             if (
                 when is not None
                 and scope._is_open()
-                and not (scope._rare is not None and scope._rare.report_only)
+                and scope._interrupts()
                 and (earliest is None or when < earliest)
             ):
                 earliest = when
@@ -291,6 +295,7 @@ def _give_up_at(state: ThreadState, grace: float) -> float | None:
     return None if earliest is None else earliest + grace
 
 
+@protect
 def _wait(call: _Call, state: ThreadState, grace: float, worker: _Worker) -> bool:
     """Wait for the worker to report; False if it is still running at give-up time.
 
@@ -334,6 +339,7 @@ def _wait(call: _Call, state: ThreadState, grace: float, worker: _Worker) -> boo
             return True
 
 
+@protect
 def _abandon(worker: _Worker, call: _Call) -> bool:
     """Leave the worker running; False if it reported meanwhile after all."""
     with _pool_lock:
@@ -350,6 +356,7 @@ def _abandon(worker: _Worker, call: _Call) -> bool:
     return True
 
 
+@protect
 def run_in_worker(
     function: Callable[..., Any],
     args: tuple[Any, ...],
@@ -395,18 +402,3 @@ def run_in_worker(
             raise value
         finally:
             del value
-
-
-protect(
-    _Worker.hand,
-    _Worker._serve,
-    _Worker._run,
-    _Worker._link,
-    _Worker._unlink,
-    _take,
-    _retire,
-    _wait,
-    _give_up_at,
-    _abandon,
-    run_in_worker,
-)
