@@ -583,6 +583,26 @@ def test_import_does_not_load_heavy_modules() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_a_call_that_ends_in_time_arms_nothing() -> None:
+    # Issue 12: the caller's own wait is the timer; the monitor is started (and the
+    # call's scope armed) only once a limit has passed.
+    code = (
+        "import threading, time; from watchdog_timeout import timeout, remaining\n"
+        "left = timeout(10)(remaining)()\n"
+        "names = sorted(t.name for t in threading.enumerate())\n"
+        "try:\n"
+        "    timeout(0.05)(time.sleep)(1)\n"
+        "except TimeoutError:\n"
+        "    pass\n"
+        "print(round(left), [n for n in names if 'monitor' in n], "
+        "any('monitor' in t.name for t in threading.enumerate()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.split() == ["10", "[]", "True"], done.stdout + done.stderr
+
+
 def test_default_grace_answers_a_blocked_call_soon_after_its_limit() -> None:
     assert DEFAULT_GRACE <= 0.15
     with assert_takes_about(0.1 + DEFAULT_GRACE, slack=0.6), pytest.raises(TimeoutExpired) as e:

@@ -68,6 +68,7 @@ class Rare:
 
     __slots__ = (
         "at",
+        "began",
         "cancel_requested",
         "cancelled",
         "edges",
@@ -83,6 +84,9 @@ class Rare:
     def __init__(self) -> None:
         #: deadline_at(): the deadline on the monotonic clock, fixed before entering.
         self.at: float | None = None
+        #: A block that began before its scope was entered (an ``@timeout`` call,
+        #: whose limit is armed only once it has passed): the limit counts from then.
+        self.began: float | None = None
         #: When the main thread's signal handler last raised the interrupt.
         self.raised_at = -math.inf
         #: cancel() was called before the block began / has taken effect.

@@ -152,7 +152,8 @@ def remaining() -> float | None:
     """Seconds left before the innermost effective deadline of the current thread.
 
     The minimum over the thread's open deadlines (and, in ``@timeout`` workers,
-    those of the caller), 0.0 once passed, or None when none has a limit. For
+    the call's own limit and the caller's deadlines), 0.0 once passed, or None when
+    none has a limit. For
     handing a native timeout to a blocking call: ``sock.settimeout(remaining())``.
     """
     link = existing_state()
@@ -164,6 +165,9 @@ def remaining() -> float | None:
             when = scope._when
             if when is not None and scope._is_open() and (earliest is None or when < earliest):
                 earliest = when
+        until = link.call_until
+        if until is not None and (earliest is None or until < earliest):
+            earliest = until
         link = link.parent
     if earliest is None:
         return None

@@ -93,6 +93,8 @@ class ThreadState:
         delegate: The worker whose call this thread is waiting for: interrupts
             for this thread's scopes go there.
         boundary: For a worker: the frame that runs the call.
+        call_until: For a worker: when the call it runs is to end (its caller arms
+            that limit only once it has passed: see ``_worker``).
         shields: The open ``shield()`` blocks, outermost first: each holds back
             the interrupts of the scopes entered before it (see ``held_back``).
         late: A late TimeoutExpired that a finalizer swallowed: raised again at
@@ -103,6 +105,7 @@ class ThreadState:
     __slots__ = (
         "__weakref__",
         "boundary",
+        "call_until",
         "delegate",
         "ident",
         "is_main",
@@ -127,6 +130,7 @@ class ThreadState:
         self.parent: ThreadState | None = None
         self.delegate: ThreadState | None = None
         self.boundary: FrameType | None = None
+        self.call_until: float | None = None
         self.shields: list[Any] = []
         self.late: _LateTimeoutExpired | None = None
 
@@ -363,6 +367,7 @@ def _after_fork_in_child() -> None:
         state.delegate = None
         state.parent = None
         state.boundary = None
+        state.call_until = None
         state.sent = False
         state.late = None
         _states[state.ident] = state

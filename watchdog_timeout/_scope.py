@@ -170,8 +170,11 @@ class Deadline(ArmedScope):
             self._lasti = owner.f_lasti
             self._marker = marker_at_enter(owner)
         now = clock()
-        at = self._rare.at if self._rare is not None else None
-        if at is not None:  # deadline_at(): the limit is what is left of it now
+        rare = self._rare
+        at = rare.at if rare is not None else None
+        if rare is not None and rare.began is not None and self._seconds is not None:
+            self._when = rare.began + self._seconds  # its start: when - seconds
+        elif at is not None:  # deadline_at(): the limit is what is left of it now
             self._when = at
             self._seconds = max(0.0, at - now)
             if at < now:

@@ -37,7 +37,7 @@ import os
 import sys
 import threading
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from ._errors import _Interrupt
 from ._monitor import Alarm, logger, monitor
@@ -65,7 +65,19 @@ IDLE_TIMEOUT = 2.0
 class _Call:
     """One call handed to a worker, and its outcome."""
 
-    __slots__ = ("args", "caller", "context", "done", "function", "kwargs", "outcome")
+    __slots__ = (
+        "args",
+        "armed",
+        "caller",
+        "context",
+        "done",
+        "finished",
+        "function",
+        "kwargs",
+        "outcome",
+        "reported",
+        "until",
+    )
 
     def __init__(
         self,
@@ -81,6 +93,18 @@ class _Call:
         self.caller = caller
         self.done = threading.Lock()
         self.done.acquire()
+        #: When the call is to end (None: no limit of its own).
+        self.until: float | None = None
+        #: The handshake that spares a call that ends in time every lock (see
+        #: ``_lazy``): the caller sets ``armed`` before it arms the call's limit and
+        #: then reads ``finished``; the worker sets ``finished`` when the call is over
+        #: and then reads ``armed``. At least one of them sees the other's flag.
+        self.armed = False
+        self.finished = False
+        #: The outcome is in and ``done`` released (set under ``_pool_lock``): for a
+        #: caller that may have spent the release already (an exception landed
+        #: right after its acquire returned).
+        self.reported = False
         #: (True, result) or (False, exception): one attribute, stored in one step,
         #: so that an interrupt landing in between cannot mismatch the two.
         self.outcome: tuple[bool, Any] = (False, None)
@@ -126,6 +150,7 @@ class _Worker:
             self.call = None
             with _pool_lock:  # reporting and being abandoned exclude each other
                 if not self.abandoned:
+                    call.reported = True
                     call.done.release()
                     _idle.append(self)
             if self.abandoned:
@@ -158,34 +183,58 @@ class _Worker:
 
     @protect
     def _link(self, call: _Call, boundary: FrameType) -> bool:
-        """Make the caller's interrupts reach this thread; False if already abandoned."""
+        """Make the caller's interrupts reach this thread; False if already abandoned.
+
+        Without the lock while nothing is armed: the monitor reads the links under
+        its lock, each written in one step, boundary first, delegate last.
+        """
         state = self.state
         assert state is not None
+        state.boundary = boundary
+        state.call_until = call.until
+        state.parent = call.caller
+        call.caller.delegate = state
+        if not call.armed:
+            return True
         with monitor.lock:
             if self.abandoned:  # (set before _abandon takes this lock to unlink)
+                self._unlink_locked(call)
                 return False
-            state.boundary = boundary
-            state.parent = call.caller
-            call.caller.delegate = state
         return True
 
     @protect
     def _unlink(self, call: _Call) -> None:
         state = self.state
         assert state is not None
-        with monitor.lock:
-            # First: withdraw what was sent for this call.
-            try:  # noqa: SIM105 (suppress() is Python code an interrupt can land in)
-                withdraw_pending(state)
-            except _Interrupt:
-                pass  # it landed an instant before: the same outcome
-            if call.caller.delegate is state:
-                call.caller.delegate = None
-            state.parent = None
-            state.boundary = None
-            leftovers = state.scopes[:]  # scopes the call's code left open
-            for scope in leftovers:
-                scope._forget(state)
+        call.finished = True
+        if call.armed or state.sent or state.scopes:
+            with monitor.lock:
+                self._unlink_locked(call)
+            return
+        # Nothing armed, sent or left open: no other thread looks at the links.
+        if call.caller.delegate is state:
+            call.caller.delegate = None
+        state.parent = None
+        state.call_until = None
+        state.boundary = None
+
+    @protect
+    def _unlink_locked(self, call: _Call) -> None:
+        state = self.state
+        assert state is not None
+        # First: withdraw what was sent for this call.
+        try:  # noqa: SIM105 (suppress() is Python code an interrupt can land in)
+            withdraw_pending(state)
+        except _Interrupt:
+            pass  # it landed an instant before: the same outcome
+        if call.caller.delegate is state:
+            call.caller.delegate = None
+        state.parent = None
+        state.call_until = None
+        state.boundary = None
+        leftovers = state.scopes[:]  # scopes the call's code left open
+        for scope in leftovers:
+            scope._forget(state)
 
 
 # --- the pool of idle workers ---------------------------------------------------
@@ -291,6 +340,9 @@ def _give_up_at(state: ThreadState, grace: float) -> float | None:
                 and (earliest is None or when < earliest)
             ):
                 earliest = when
+        until = link.call_until  # a call this thread runs, limited by its caller
+        if until is not None and (earliest is None or until < earliest):
+            earliest = until
         link = link.parent
     return None if earliest is None else earliest + grace
 
@@ -343,7 +395,7 @@ def _wait(call: _Call, state: ThreadState, grace: float, worker: _Worker) -> boo
 def _abandon(worker: _Worker, call: _Call) -> bool:
     """Leave the worker running; False if it reported meanwhile after all."""
     with _pool_lock:
-        if call.done.acquire(blocking=False):
+        if call.reported or call.done.acquire(blocking=False):
             return False
         worker.abandoned = True
         _abandoned.append(worker)
@@ -378,27 +430,100 @@ def run_in_worker(
     caller = current_state()
     call = _Call(function, args, kwargs, caller)
     worker = _take(thread_name)
+    settings = (name, on_expire, exception)
+    if seconds is not None:
+        call.until = clock() + seconds
+        if not caller.scopes and caller.parent is None:
+            # Nothing else limits this thread: the caller's own wait is the timer.
+            return _lazy(call, worker, seconds, grace, settings)
+    call.armed = True
     scope = Deadline(seconds, label=name, on_expire=on_expire, exception=exception)
     with scope:
+        return _limited(call, worker, scope, grace, handed=False)
+
+
+#: What a call's scope is made with: its name, ``on_expire`` and ``exception``.
+_Settings = tuple[str, Optional[Callable[[], object]], Optional[type[BaseException]]]
+
+
+@protect
+def _lazy(call: _Call, worker: _Worker, seconds: float, grace: float, settings: _Settings) -> Any:
+    """The call's limit armed only once it has passed, or at an exception meanwhile.
+
+    A call that ends in time takes no lock of the monitor's and enters no scope: the
+    caller waits on the call's own lock until the limit. Past it, the caller arms
+    the call's scope as if entered when the call began, and goes on as
+    ``_limited`` does (``_Call.armed`` and ``finished`` tell the worker whether
+    its links need the lock).
+    """
+    interrupted: BaseException | None = None
+    done = False
+    try:
         worker.hand(call)
+        done = call.done.acquire(timeout=seconds)
+    except BaseException as exc:  # Ctrl-C (or another exception) while waiting
+        interrupted = exc
+    if done:
+        return _outcome(call)
+    call.armed = True
+    if call.finished:  # it ended at the limit: its outcome is on its way
+        while not call.reported:
+            call.done.acquire(timeout=0.05)
+        if interrupted is not None:
+            raise interrupted
+        return _outcome(call)
+    name, on_expire, exception = settings
+    scope = Deadline(seconds, label=name, on_expire=on_expire, exception=exception)
+    assert call.until is not None
+    scope._rarely().began = call.until - seconds
+    with scope:
+        return _limited(call, worker, scope, grace, handed=True, interrupted=interrupted)
+
+
+@protect
+def _limited(
+    call: _Call,
+    worker: _Worker,
+    scope: Deadline,
+    grace: float,
+    *,
+    handed: bool,
+    interrupted: BaseException | None = None,
+) -> Any:
+    """Hand the call over (unless ``handed``) and wait for its outcome, inside its scope.
+
+    ``interrupted``: an exception that came while the caller waited before the scope
+    began (Ctrl-C): the worker is interrupted too, and it goes on.
+    """
+    caller = call.caller
+    finished = False
+    if interrupted is None:
         try:
+            if not handed:
+                worker.hand(call)
             finished = _wait(call, caller, grace, worker)
-        except BaseException:  # Ctrl-C (or another exception) while waiting
-            scope._expire_now()  # interrupt the worker too
-            finished = False
-            try:
-                finished = call.done.acquire(timeout=grace)
-            finally:
-                if not finished:
-                    _abandon(worker, call)
-            raise
-        if not finished and _abandon(worker, call):
-            raise _Interrupt(scope=expiring_scope(caller) or scope, stopped=False)
-        ok, value = call.outcome
-        call.outcome = (False, None)
-        if ok:
-            return value
+        except BaseException as exc:  # Ctrl-C (or another exception) while waiting
+            interrupted = exc
+    if interrupted is not None:
+        scope._expire_now()  # interrupt the worker too
         try:
-            raise value
+            finished = call.reported or call.done.acquire(timeout=grace)
         finally:
-            del value
+            if not finished:
+                _abandon(worker, call)
+        raise interrupted
+    if not finished and _abandon(worker, call):
+        raise _Interrupt(scope=expiring_scope(caller) or scope, stopped=False)
+    return _outcome(call)
+
+
+def _outcome(call: _Call) -> Any:
+    """Return what the call returned, or raise what it raised."""
+    ok, value = call.outcome
+    call.outcome = (False, None)
+    if ok:
+        return value
+    try:
+        raise value
+    finally:
+        del value
