@@ -88,13 +88,7 @@ BLOCKS = unique_blocks()
 
 # Blocks known to fail, found by a line of their text (line numbers move), with the reason.
 # Strict: once a block runs, its entry must go.
-KNOWN_FAILING = {
-    "native_renderer.render(path)": (
-        "calls the process-isolated render() at module level with no "
-        "`if __name__ == '__main__':` guard (the child re-runs it), and native_renderer is "
-        "not defined: give it a `docs-test: setup` comment and the guard"
-    ),
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 def marked(block: Block) -> object:
