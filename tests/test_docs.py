@@ -198,10 +198,6 @@ def public_docstrings() -> dict[str, str]:
     return docstrings
 
 
-@pytest.mark.xfail(
-    reason="the docstrings still use reST roles (:class:`X`) and `Example:` headings",
-    strict=True,
-)
 def test_docs_docstrings_render_as_markdown() -> None:
     # mkdocstrings renders docstrings as Markdown with Google sections: a reST role shows
     # as ":class:" text, and only `Examples:` turns `>>>` lines into code (in an

@@ -62,7 +62,7 @@ def timeout(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Limit every call of the decorated function to ``seconds``.
 
-    The caller gets :class:`TimeoutExpired` within ``seconds + grace`` whether the
+    The caller gets `TimeoutExpired` within ``seconds + grace`` whether the
     function runs Python or waits in a blocking call (C code that holds the GIL stops
     every thread, the caller's too: only ``isolation="process"`` stops it on time; an
     ``async def`` body that blocks without awaiting is not limited): at the limit its
@@ -70,11 +70,11 @@ def timeout(
     ``grace`` seconds later (it is blocked in C code) the caller is answered
     anyway, with ``stopped=False``, and the function's thread is *abandoned*: it
     is interrupted again as soon as it runs Python code, and its late outcome is
-    logged (see :func:`abandoned_workers`). Results and exceptions pass through
+    logged (see `abandoned_workers`). Results and exceptions pass through
     unchanged, ``SystemExit`` and ``KeyboardInterrupt`` included; nested limits
     compose with ``deadline()`` (the earliest wins).
 
-    Example:
+    Examples:
         >>> @timeout(2.5)  # doctest: +SKIP
         ... def fetch(url: str) -> bytes: ...
         >>> @timeout(lambda url, retries: 1.0 + retries)  # doctest: +SKIP

@@ -1,7 +1,7 @@
 """The exceptions: what callers see, and what is injected into running code.
 
-Callers see :class:`TimeoutExpired`. Running code is interrupted with
-:class:`_Interrupt`, a private ``BaseException`` subclass, so that ``except
+Callers see `TimeoutExpired`. Running code is interrupted with
+`_Interrupt`, a private ``BaseException`` subclass, so that ``except
 Exception:`` in user or library code cannot swallow it; the scope whose time ran
 out turns it into ``TimeoutExpired`` (``raise ... from``) where the scope ends.
 """

@@ -114,7 +114,7 @@ def call_in_process(
         grace: How long to wait for the child to end after SIGTERM, and again after SIGKILL.
         name: The label for messages, e.g. ``"fetch()"``.
         start_method: ``"forkserver"``, ``"spawn"`` or ``"fork"``; None for
-            :data:`DEFAULT_START_METHOD`.
+            `DEFAULT_START_METHOD`.
 
     Returns:
         What the function returned in the child.

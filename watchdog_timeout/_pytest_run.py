@@ -431,7 +431,7 @@ class _LastResort:
             self._fault_when = when
 
     def disarm(self) -> None:
-        """Stand down our thread; faulthandler's timer waits for :meth:`cancel`."""
+        """Stand down our thread; faulthandler's timer waits for `cancel`."""
         # Under the lock: once our thread has decided to act, this waits for the exit.
         with self._condition:
             self._when = None

@@ -316,7 +316,7 @@ def async_raise(thread_or_ident: ThreadOrIdent, exc_type: type[BaseException]) -
     around the loop (a CPython bug, python/cpython#130279): this call then waits,
     a few milliseconds usually, up to about 0.1 s of the target's own running.
 
-    Example:
+    Examples:
         >>> async_raise(worker, SystemExit)  # doctest: +SKIP
 
     Args:

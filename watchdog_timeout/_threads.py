@@ -36,9 +36,9 @@ def stop_thread(thread: threading.Thread, exc_type: type[BaseException] = System
     The exception is raised the next time the thread runs Python bytecode; a thread
     blocked in C code stops only after the C call returns, and code that catches
     the exception does not stop. ``SystemExit`` ends a thread quietly. For a thread
-    that may ignore it, use :meth:`StoppableThread.kill`.
+    that may ignore it, use `StoppableThread.kill`.
 
-    Example:
+    Examples:
         >>> stop_thread(worker)  # doctest: +SKIP
         >>> worker.join(1.0)  # doctest: +SKIP
 
@@ -60,7 +60,7 @@ class StoppableThread(threading.Thread):
     reads it; the event itself is ``stop_event``, for ``stop_event.wait(seconds)``
     in the thread's loop. ``exception`` keeps what ``run()`` raised.
 
-    Example:
+    Examples:
         >>> def serve(thread: StoppableThread) -> None:  # doctest: +SKIP
         ...     while not thread.stopped():
         ...         handle_one()

@@ -55,11 +55,11 @@ _sending: dict[int, Watchdog] = {}
 class Watchdog(Deadline):
     """A heartbeat timer: the watched thread is interrupted when ``seconds`` pass without a kick.
 
-    Use it as a ``with`` block around a loop that calls :meth:`kick` (the usual
-    way), as a decorator (each call is watched; inside, :meth:`current` gives the
-    watchdog), or with :meth:`start` and :meth:`stop` to watch any thread.
+    Use it as a ``with`` block around a loop that calls `kick` (the usual
+    way), as a decorator (each call is watched; inside, `current` gives the
+    watchdog), or with `start` and `stop` to watch any thread.
 
-    Example:
+    Examples:
         >>> with Watchdog(10, label="ingest") as dog:  # doctest: +SKIP
         ...     for item in items:
         ...         process(item)
@@ -200,7 +200,7 @@ class Watchdog(Deadline):
 
     @protect
     def start(self, thread: threading.Thread | None = None) -> Watchdog:
-        """Watch ``thread`` (default: the current one) until :meth:`stop`.
+        """Watch ``thread`` (default: the current one) until `stop`.
 
         At expiry the thread is sent ``TimeoutExpired`` (with ``stack``), again
         every 50 ms until a kick or ``stop()``; with ``interrupt=False`` it is only
@@ -225,7 +225,7 @@ class Watchdog(Deadline):
 
     @protect
     def stop(self) -> None:
-        """Stop watching the thread given to :meth:`start`."""
+        """Stop watching the thread given to `start`."""
         with monitor.lock:
             watch = self._watch
             if watch is None:
