@@ -24,7 +24,7 @@ from typing import Callable
 import pytest
 from helpers import assert_takes_about, spin, spin_forever
 
-from watchdog_timeout import _monitor, deadline
+from watchdog_timeout import _monitor, deadline, remaining
 from watchdog_timeout._monitor import Alarm, Monitor
 
 # --- test doubles ---------------------------------------------------------------------
@@ -718,3 +718,17 @@ def test_a_deadline_in_an_atexit_handler_registered_first_fires() -> None:
         [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=30
     )
     assert done.stdout.strip() == "expired True", done.stderr
+
+
+@pytest.mark.parametrize("entry", ["deadline", "remaining"])
+def test_a_leaked_hold_of_the_lock_is_released_where_the_thread_next_enters(entry: str) -> None:
+    # 3.9/3.10: an exception from elsewhere that lands between the end of a `with lock:`
+    # block and its __exit__ leaves the lock held (the injection sweeps found it), and
+    # every deadline of the process then waits for this thread.
+    _monitor.monitor.lock.acquire()  # the leaked hold
+    if entry == "remaining":
+        remaining()
+    with deadline(0.05, suppress=True) as scope:
+        spin(3.0)
+    assert scope.expired
+    assert not _monitor.monitor.lock._is_owned()  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
+from ._monitor import monitor
 from ._registry import existing_state, retire_left
 from ._scope import Deadline
 from ._seconds import Seconds, check_seconds, check_when, clock
@@ -28,7 +29,7 @@ def deadline(
 
     The interrupt is a private ``BaseException`` (``except Exception:`` cannot
     swallow it), sent again every 50 ms while the block runs; where the block ends
-    it becomes :class:`TimeoutExpired` (or nothing, with ``suppress=True``).
+    it becomes `TimeoutExpired` (or nothing, with ``suppress=True``).
     Nested deadlines compose: the earliest wins and the one whose time ran out
     reports. A ``Deadline`` can be entered once.
 
@@ -39,10 +40,10 @@ def deadline(
     chooses another, ``0`` none) if the application has not claimed it. In other
     threads a blocking call ends only when it returns (then the interrupt is
     raised); pass ``on_expire`` to unblock it, or a native timeout from
-    :func:`remaining`. C code that never returns to Python cannot be interrupted
+    `remaining`. C code that never returns to Python cannot be interrupted
     in any thread: use ``@timeout(isolation="process")``.
 
-    Example:
+    Examples:
         >>> with deadline(0.5, label="fetch") as scope:  # doctest: +SKIP
         ...     fetch_all()
 
@@ -63,7 +64,7 @@ def deadline(
             reachable as ``__cause__``).
 
     Returns:
-        The :class:`Deadline`, for ``with ... as scope``.
+        The `Deadline`, for ``with ... as scope``.
 
     Raises:
         TypeError: ``seconds`` is not a number (``bool`` and ``str`` included), or
@@ -88,14 +89,14 @@ def deadline_at(
     on_expire: Callable[[], object] | None = None,
     exception: type[BaseException] | None = None,
 ) -> Deadline:
-    """As :func:`deadline`, with an absolute deadline on the ``time.monotonic()`` clock.
+    """As `deadline`, with an absolute deadline on the ``time.monotonic()`` clock.
 
     For one deadline shared by several steps (asyncio's ``timeout_at``, trio's
     ``fail_at``): ``scope.when`` is ``when``; ``scope.seconds`` is what was left of
     it when the block began (0 if it had passed: the block is then interrupted at
     once).
 
-    Example:
+    Examples:
         >>> end = time.monotonic() + 5.0  # doctest: +SKIP
         >>> with deadline_at(end):  # doctest: +SKIP
         ...     step_one()
@@ -104,13 +105,13 @@ def deadline_at(
 
     Args:
         when: A time on the ``time.monotonic()`` clock; None or ``inf``: no limit.
-        suppress: As for :func:`deadline`.
-        label: As for :func:`deadline`.
-        on_expire: As for :func:`deadline`.
-        exception: As for :func:`deadline`.
+        suppress: As for `deadline`.
+        label: As for `deadline`.
+        on_expire: As for `deadline`.
+        exception: As for `deadline`.
 
     Returns:
-        The :class:`Deadline`, for ``with ... as scope``.
+        The `Deadline`, for ``with ... as scope``.
 
     Raises:
         TypeError: ``when`` is not a number, ``on_expire`` is not callable, or
@@ -156,6 +157,7 @@ def remaining() -> float | None:
     none has a limit. For
     handing a native timeout to a blocking call: ``sock.settimeout(remaining())``.
     """
+    monitor.release_leaked()  # (an exception from elsewhere, on 3.9/3.10)
     link = existing_state()
     if link is not None:
         retire_left(link, sys._getframe(1))

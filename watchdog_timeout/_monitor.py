@@ -139,6 +139,20 @@ class Monitor:
             if lock._is_owned():  # type: ignore[attr-defined]
                 lock.release()
 
+    def release_leaked(self) -> None:
+        """Release the lock if this thread holds it: call where user code enters the library.
+
+        User code never runs under the lock, so a hold found there was leaked: on
+        3.9/3.10 an exception from elsewhere (Ctrl-C) that lands between the end of a
+        ``with lock:`` block and the call of its ``__exit__`` skips the release (the
+        interpreter pops the block first; measured with injected exceptions), and
+        every deadline of the process would then wait for this thread. One C call
+        when nothing leaked.
+        """
+        lock = self.lock
+        while lock._is_owned():  # type: ignore[attr-defined]
+            lock.release()
+
     # --- called with self.lock held ---------------------------------------
 
     def schedule(self, when: float, target: AlarmTarget) -> Entry:

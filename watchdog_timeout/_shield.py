@@ -57,7 +57,7 @@ __all__ = ("Shield", "shield")
 
 @final
 class Shield:
-    """A critical section that interrupts wait for; made by :func:`shield`."""
+    """A critical section that interrupts wait for; made by `shield`."""
 
     __slots__ = ("_depth", "_lasti", "_marker", "_owner", "_state")
 
@@ -76,6 +76,7 @@ class Shield:
     def __enter__(self) -> Shield:
         if self._state is not None:
             raise RuntimeError("a shield cannot be entered twice")
+        monitor.release_leaked()  # (an exception from elsewhere, on 3.9/3.10)
         owner = with_frame(sys._getframe(1))
         state = current_state()
         with monitor.lock:
@@ -135,13 +136,13 @@ def shield() -> Shield:
     thread does not delay the caller of an ``@timeout`` call: the caller is still
     answered after ``seconds + grace``.
 
-    Example:
+    Examples:
         >>> with deadline(1.0):  # doctest: +SKIP
         ...     with shield():
         ...         jobs.put(item)  # never left half-done
         ...     process(item)
 
     Returns:
-        A :class:`Shield`, to be used once in a ``with`` statement.
+        A `Shield`, to be used once in a ``with`` statement.
     """
     return Shield()

@@ -427,6 +427,7 @@ def run_in_worker(
     the traceback); raises TimeoutExpired when the call's own deadline, or an
     outer one of this thread, expires first.
     """
+    monitor.release_leaked()  # (an exception from elsewhere, on 3.9/3.10)
     caller = current_state()
     call = _Call(function, args, kwargs, caller)
     worker = _take(thread_name)
