@@ -246,13 +246,6 @@ def run_storm(blocks: str, python: str = sys.executable) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(STORM + 120)
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    reason="3.9/3.10: a KeyboardInterrupt in some windows of the exit code (their block "
-    "stack has more check points) is still let through as a RuntimeError, or leaves a "
-    "scope that a fresh deadline waits behind",
-    strict=False,
-)
 @pytest.mark.parametrize("blocks", ["shields", "deadlines"])
 def test_sigint_storm_lets_nothing_private_out_and_leaves_the_process_working(
     blocks: str,

@@ -124,6 +124,7 @@ def timeout(
             return check_seconds(compute(*args, **kwargs))
 
         computed = True
+        fixed = None
     else:
         fixed = check_seconds(seconds)
 
@@ -187,7 +188,7 @@ def timeout(
                     wrapped,
                     args,
                     kwargs,
-                    seconds=seconds_for(instance, args, kwargs),
+                    seconds=seconds_for(instance, args, kwargs) if computed else fixed,
                     grace=checked_grace,
                     name=name,
                     start_method=start_method,
@@ -200,7 +201,7 @@ def timeout(
                     wrapped,
                     args,
                     kwargs,
-                    seconds_for(instance, args, kwargs),
+                    seconds_for(instance, args, kwargs) if computed else fixed,
                     name,
                     on_expire=on_expire,
                     exception=chosen,
@@ -213,7 +214,7 @@ def timeout(
                     wrapped,
                     args,
                     kwargs,
-                    seconds=seconds_for(instance, args, kwargs),
+                    seconds=seconds_for(instance, args, kwargs) if computed else fixed,
                     grace=checked_grace,
                     name=name,
                     thread_name=thread_name,
