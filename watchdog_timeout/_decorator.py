@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, Callable, Union
 from ._bytecode import function_kind
 from ._deadline import check_callback, check_exception_class
 from ._errors import TimeoutExpired, _Interrupt
+from ._handoff import run_in_worker
 from ._scope import Deadline
 from ._seconds import Seconds, check_seconds
-from ._worker import run_in_worker
 
 if TYPE_CHECKING:
     from typing import Literal, TypeVar

@@ -1,4 +1,4 @@
-"""Running a call in a worker thread: hand-off, interrupts, waiting, abandoning.
+"""The worker threads of ``isolation="thread"``: running a call, reporting, abandoning.
 
 Design notes
 ------------
@@ -12,7 +12,7 @@ Things that don't work:
 - Reusing every worker: one that could not be stopped is still running the old
   call, and its pending interrupt would hit the next one.
 
-Solution: the caller enters a ``Deadline`` for the call in its own thread and
+Solution: the caller (``_handoff``) limits the call in its own thread and
 *delegates* to the worker: while the call runs, the caller's thread state points
 to the worker's (``delegate``) and the worker's to the caller's (``parent``).
 When any scope of the caller's chain expires, the monitor follows the delegates
@@ -37,32 +37,26 @@ import os
 import sys
 import threading
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ._errors import _Interrupt
 from ._monitor import Alarm, logger, monitor
 from ._registry import (
     ThreadState,
     current_state,
-    expiring_scope,
     send_guarded,
     withdraw_pending,
 )
-from ._scope import Deadline
 from ._seconds import clock
-from ._sender import DELIVER, REINJECT, RETRY, Patience, cpu_time, protect
+from ._sender import DELIVER, REINJECT, RETRY, Patience, protect
 
-__all__ = ("IDLE_TIMEOUT", "abandoned_workers", "run_in_worker")
+__all__ = ("IDLE_TIMEOUT", "Call", "Worker", "abandon", "abandoned_workers", "take_worker")
 
-#: After the grace: how long the caller waits for a worker still running Python, and
-#: how often it looks whether it still runs (see ``_wait``).
-STOPPING_AT_MOST = 1.0
-STOPPING_LOOK = 0.02
 #: Seconds an idle worker waits for another call before it exits.
 IDLE_TIMEOUT = 2.0
 
 
-class _Call:
+class Call:
     """One call handed to a worker, and its outcome."""
 
     __slots__ = (
@@ -96,7 +90,7 @@ class _Call:
         #: When the call is to end (None: no limit of its own).
         self.until: float | None = None
         #: The handshake that spares a call that ends in time every lock (see
-        #: ``_lazy``): the caller sets ``armed`` before it arms the call's limit and
+        #: ``_handoff``): the caller sets ``armed`` before it arms the call's limit and
         #: then reads ``finished``; the worker sets ``finished`` when the call is over
         #: and then reads ``armed``. At least one of them sees the other's flag.
         self.armed = False
@@ -110,7 +104,7 @@ class _Call:
         self.outcome: tuple[bool, Any] = (False, None)
 
 
-class _Worker:
+class Worker:
     """A daemon thread that runs calls handed to it, one at a time."""
 
     __slots__ = ("_go", "abandoned", "call", "state", "thread")
@@ -118,13 +112,13 @@ class _Worker:
     def __init__(self, name: str) -> None:
         self._go = threading.Lock()
         self._go.acquire()
-        self.call: _Call | None = None
+        self.call: Call | None = None
         self.abandoned = False
         self.state: ThreadState | None = None
         self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
 
     @protect
-    def hand(self, call: _Call) -> None:
+    def hand(self, call: Call) -> None:
         """Give the worker a call (it is idle, or not started yet)."""
         self.call = call
         if self.thread.ident is None:
@@ -159,7 +153,7 @@ class _Worker:
             del call
 
     @protect
-    def _run(self, call: _Call) -> None:
+    def _run(self, call: Call) -> None:
         # One assignment for both: an interrupt landing between two (PyPy checks for
         # one anywhere) would pair ok=True with the interrupt.
         outcome: tuple[bool, object]
@@ -182,7 +176,7 @@ class _Worker:
         del outcome
 
     @protect
-    def _link(self, call: _Call, boundary: FrameType) -> bool:
+    def _link(self, call: Call, boundary: FrameType) -> bool:
         """Make the caller's interrupts reach this thread; False if already abandoned.
 
         Without the lock while nothing is armed: the monitor reads the links under
@@ -197,13 +191,13 @@ class _Worker:
         if not call.armed:
             return True
         with monitor.lock:
-            if self.abandoned:  # (set before _abandon takes this lock to unlink)
+            if self.abandoned:  # (set before abandon takes this lock to unlink)
                 self._unlink_locked(call)
                 return False
         return True
 
     @protect
-    def _unlink(self, call: _Call) -> None:
+    def _unlink(self, call: Call) -> None:
         state = self.state
         assert state is not None
         call.finished = True
@@ -219,7 +213,7 @@ class _Worker:
         state.boundary = None
 
     @protect
-    def _unlink_locked(self, call: _Call) -> None:
+    def _unlink_locked(self, call: Call) -> None:
         state = self.state
         assert state is not None
         # First: withdraw what was sent for this call.
@@ -239,24 +233,24 @@ class _Worker:
 
 # --- the pool of idle workers ---------------------------------------------------
 
-_idle: list[_Worker] = []
-_abandoned: list[_Worker] = []
+_idle: list[Worker] = []
+_abandoned: list[Worker] = []
 _pool_lock = threading.Lock()
 
 
 @protect
-def _take(name: str) -> _Worker:
+def take_worker(name: str) -> Worker:
     with _pool_lock:
         worker = _idle.pop() if _idle else None
     if worker is None:
-        return _Worker(name)
+        return Worker(name)
     if worker.thread.name != name:
         worker.thread.name = name
     return worker
 
 
 @protect
-def _retire(worker: _Worker) -> bool:
+def _retire(worker: Worker) -> bool:
     with _pool_lock:
         if worker in _idle:
             _idle.remove(worker)
@@ -306,7 +300,7 @@ class _Reinjector(Alarm):
 
     __slots__ = ("boundary", "patience", "worker")
 
-    def __init__(self, worker: _Worker, boundary: FrameType) -> None:
+    def __init__(self, worker: Worker, boundary: FrameType) -> None:
         self.worker = worker
         self.boundary = boundary
         self.patience = Patience(worker.state.native_id if worker.state else None)
@@ -322,77 +316,8 @@ class _Reinjector(Alarm):
         monitor.schedule(now + (REINJECT if where is DELIVER else RETRY), self)
 
 
-# --- the caller's side ------------------------------------------------------------
-
-
 @protect
-def _give_up_at(state: ThreadState, grace: float) -> float | None:
-    """When the caller stops waiting: the earliest deadline of its chain, plus grace."""
-    earliest = None
-    link: ThreadState | None = state
-    while link is not None:
-        for scope in tuple(link.scopes):
-            when = scope._when
-            if (
-                when is not None
-                and scope._is_open()
-                and scope._interrupts()
-                and (earliest is None or when < earliest)
-            ):
-                earliest = when
-        until = link.call_until  # a call this thread runs, limited by its caller
-        if until is not None and (earliest is None or until < earliest):
-            earliest = until
-        link = link.parent
-    return None if earliest is None else earliest + grace
-
-
-@protect
-def _wait(call: _Call, state: ThreadState, grace: float, worker: _Worker) -> bool:
-    """Wait for the worker to report; False if it is still running at give-up time.
-
-    Give-up time is the earliest deadline plus ``grace``, later only while the
-    worker is still running Python outside a shield (its CPU time grows: the
-    interrupt is about to land, on a loaded machine later than ``grace``), up to
-    ``STOPPING_AT_MOST``. A worker blocked in C uses no CPU, and one in a shield
-    holds the interrupt back: the caller is answered at once.
-    """
-    done = call.done
-    stopping_since: float | None = None
-    cpu_before: float | None = None
-    while True:
-        give_up = _give_up_at(state, grace)
-        if give_up is None:
-            # No limit now; a reschedule or an outer scope may add one: look again.
-            if done.acquire(timeout=1.0):
-                return True
-            continue
-        now = clock()
-        left = give_up - now
-        if left <= 0:
-            if expiring_scope(state) is None:
-                # Not expiring yet (the monitor is late, or on_expire still runs): a
-                # caller answered now would get an interrupt no scope converts.
-                left = REINJECT
-            else:
-                native = worker.state.native_id if worker.state is not None else None
-                cpu = cpu_time(native)
-                if stopping_since is None:
-                    stopping_since = now
-                running = cpu is not None and cpu_before is not None and cpu > cpu_before + 0.001
-                shielded = worker.state is not None and bool(worker.state.shields)
-                if shielded or (cpu_before is not None and not running):
-                    return done.acquire(blocking=False)
-                if now - stopping_since >= STOPPING_AT_MOST:
-                    return done.acquire(blocking=False)
-                cpu_before = cpu
-                left = STOPPING_LOOK
-        if done.acquire(timeout=min(left, threading.TIMEOUT_MAX)):
-            return True
-
-
-@protect
-def _abandon(worker: _Worker, call: _Call) -> bool:
+def abandon(worker: Worker, call: Call) -> bool:
     """Leave the worker running; False if it reported meanwhile after all."""
     with _pool_lock:
         if call.reported or call.done.acquire(blocking=False):
@@ -406,125 +331,3 @@ def _abandon(worker: _Worker, call: _Call) -> bool:
         if state is not None and state.boundary is not None:
             monitor.schedule(clock() + REINJECT, _Reinjector(worker, state.boundary))
     return True
-
-
-@protect
-def run_in_worker(
-    function: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    *,
-    seconds: float | None,
-    grace: float,
-    name: str,
-    thread_name: str,
-    on_expire: Callable[[], object] | None = None,
-    exception: type[BaseException] | None = None,
-) -> Any:
-    """Call ``function(*args, **kwargs)`` in a worker thread, limited to ``seconds``.
-
-    Returns what it returns and raises what it raises (with the worker's frames in
-    the traceback); raises TimeoutExpired when the call's own deadline, or an
-    outer one of this thread, expires first.
-    """
-    monitor.release_leaked()  # (an exception from elsewhere, on 3.9/3.10)
-    caller = current_state()
-    call = _Call(function, args, kwargs, caller)
-    worker = _take(thread_name)
-    settings = (name, on_expire, exception)
-    if seconds is not None:
-        call.until = clock() + seconds
-        if not caller.scopes and caller.parent is None:
-            # Nothing else limits this thread: the caller's own wait is the timer.
-            return _lazy(call, worker, seconds, grace, settings)
-    call.armed = True
-    scope = Deadline(seconds, label=name, on_expire=on_expire, exception=exception)
-    with scope:
-        return _limited(call, worker, scope, grace, handed=False)
-
-
-#: What a call's scope is made with: its name, ``on_expire`` and ``exception``.
-_Settings = tuple[str, Optional[Callable[[], object]], Optional[type[BaseException]]]
-
-
-@protect
-def _lazy(call: _Call, worker: _Worker, seconds: float, grace: float, settings: _Settings) -> Any:
-    """The call's limit armed only once it has passed, or at an exception meanwhile.
-
-    A call that ends in time takes no lock of the monitor's and enters no scope: the
-    caller waits on the call's own lock until the limit. Past it, the caller arms
-    the call's scope as if entered when the call began, and goes on as
-    ``_limited`` does (``_Call.armed`` and ``finished`` tell the worker whether
-    its links need the lock).
-    """
-    interrupted: BaseException | None = None
-    done = False
-    try:
-        worker.hand(call)
-        done = call.done.acquire(timeout=seconds)
-    except BaseException as exc:  # Ctrl-C (or another exception) while waiting
-        interrupted = exc
-    if done:
-        return _outcome(call)
-    call.armed = True
-    if call.finished:  # it ended at the limit: its outcome is on its way
-        while not call.reported:
-            call.done.acquire(timeout=0.05)
-        if interrupted is not None:
-            raise interrupted
-        return _outcome(call)
-    name, on_expire, exception = settings
-    scope = Deadline(seconds, label=name, on_expire=on_expire, exception=exception)
-    assert call.until is not None
-    scope._rarely().began = call.until - seconds
-    with scope:
-        return _limited(call, worker, scope, grace, handed=True, interrupted=interrupted)
-
-
-@protect
-def _limited(
-    call: _Call,
-    worker: _Worker,
-    scope: Deadline,
-    grace: float,
-    *,
-    handed: bool,
-    interrupted: BaseException | None = None,
-) -> Any:
-    """Hand the call over (unless ``handed``) and wait for its outcome, inside its scope.
-
-    ``interrupted``: an exception that came while the caller waited before the scope
-    began (Ctrl-C): the worker is interrupted too, and it goes on.
-    """
-    caller = call.caller
-    finished = False
-    if interrupted is None:
-        try:
-            if not handed:
-                worker.hand(call)
-            finished = _wait(call, caller, grace, worker)
-        except BaseException as exc:  # Ctrl-C (or another exception) while waiting
-            interrupted = exc
-    if interrupted is not None:
-        scope._expire_now()  # interrupt the worker too
-        try:
-            finished = call.reported or call.done.acquire(timeout=grace)
-        finally:
-            if not finished:
-                _abandon(worker, call)
-        raise interrupted
-    if not finished and _abandon(worker, call):
-        raise _Interrupt(scope=expiring_scope(caller) or scope, stopped=False)
-    return _outcome(call)
-
-
-def _outcome(call: _Call) -> Any:
-    """Return what the call returned, or raise what it raised."""
-    ok, value = call.outcome
-    call.outcome = (False, None)
-    if ok:
-        return value
-    try:
-        raise value
-    finally:
-        del value
