@@ -439,33 +439,6 @@ def test_monitor_run_due_logs_a_follow_up_that_raises(
     assert records[0].exc_info[1] is error
 
 
-def test_monitor_fire_runs_a_due_entry_in_this_thread_once(heap: Monitor, clock: FakeClock) -> None:
-    ran: list[str] = []
-    target = Target("due", follow_up=lambda: ran.append("follow-up"), monitor=heap)
-    with heap.lock:
-        entry = heap.schedule(clock() + 1.0, target)
-    heap.fire(entry)  # not due yet
-    assert target.log == []
-    clock.now += 1.0
-    heap.fire(entry)
-    assert [name for name, _ in target.log] == ["due"]
-    assert target.lock_held == [True]
-    assert ran == ["follow-up"]  # run without the lock (inline: this monitor has no thread)
-    heap.fire(entry)  # spent: the monitor's own turn finds nothing either
-    with heap.lock:
-        assert heap.pop_due(clock()) == []
-    assert len(target.log) == 1
-
-
-def test_monitor_fire_skips_a_cancelled_entry(heap: Monitor, clock: FakeClock) -> None:
-    target = Target("cancelled")
-    with heap.lock:
-        entry = heap.schedule(clock(), target)
-        heap.cancel(entry)
-    heap.fire(entry)
-    assert target.log == []
-
-
 def test_monitor_run_due_skips_cancelled_entries(heap: Monitor, clock: FakeClock) -> None:
     log: list[tuple[str, float]] = []
     with heap.lock:

@@ -181,9 +181,6 @@ def _lazy(call: Call, worker: Worker, seconds: float, grace: float, settings: _S
     assert call.until is not None
     scope._rarely().began = call.until - seconds
     with scope:
-        entry = scope._entry
-        if entry is not None and interrupted is None:
-            monitor.fire(entry)  # it is past due: send now, not after the monitor's turn
         return _limited(call, worker, scope, grace, handed=True, interrupted=interrupted)
 
 

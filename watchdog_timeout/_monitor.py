@@ -237,29 +237,6 @@ class Monitor:
             self.call_soon(follow_ups)
         return next_wake
 
-    def fire(self, entry: Entry) -> None:
-        """Fire ``entry`` now, in this thread, if it is armed and due (as ``run_due`` would).
-
-        For a thread that finds an entry of its own past due while the monitor has
-        yet to get the GIL: one hand-off less before the interrupt is sent.
-        """
-        follow_ups: list[Callable[[], None]] = []
-        with self.lock:
-            now = self.clock()
-            target = entry[_TARGET]
-            if target is DEAD or entry[_WHEN] > now:
-                return
-            self.cancel(entry)
-            try:
-                follow_up = target.alarm(now)
-            except BaseException as exc:  # logged off this path, as run_due does
-                follow_ups.append(_logging(exc))
-            else:
-                if follow_up is not None:
-                    follow_ups.append(follow_up)
-        if follow_ups:
-            self.call_soon(follow_ups)
-
     def call_soon(self, callbacks: list[Callable[[], None]]) -> None:
         """Run ``callbacks`` in a thread of their own, never on the monitor."""
         if self._start_thread:
