@@ -10,6 +10,7 @@ landing point, so that the user's own cleanup runs. The counts must be zero.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from typing import Callable
@@ -21,6 +22,7 @@ from watchdog_timeout import (
     StoppableThread,
     TimeoutExpired,
     Watchdog,
+    _sender,
     async_raise,
     deadline,
     timeout,
@@ -152,3 +154,20 @@ def test_nothing_lands_after_a_started_watchdog_is_stopped() -> None:
         return landed_after_stop
 
     assert run_in_thread(cycles, timeout=120) == 0
+
+
+def test_a_patience_dropped_while_it_waits_gives_the_switch_interval_back() -> None:
+    # A delivery that waits for a safe landing point shortens the switch interval. One
+    # dropped unfinished (its scope ended) is found by the monitor, not by a finalizer
+    # in the dropping thread (an exception from elsewhere landing there was lost: the
+    # 3.13 injection sweep of thread-expiring found it).
+    before = sys.getswitchinterval()
+    patience = _sender.Patience(threading.get_native_id())
+    assert not patience.exhausted(sys._getframe())  # one unsafe look: it waits, hurried
+    assert sys.getswitchinterval() <= _sender.HURRIED_SWITCH_INTERVAL
+    del patience
+    give_up = time.monotonic() + 5.0
+    while sys.getswitchinterval() != before and time.monotonic() < give_up:
+        time.sleep(0.01)
+    assert sys.getswitchinterval() == before
+    assert not hasattr(_sender.Patience, "__del__")

@@ -37,6 +37,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
 from types import CodeType, FrameType
 from typing import Any, Callable, TypeVar
 
@@ -52,6 +53,7 @@ from ._frames import (
     landing,
     position,
 )
+from ._monitor import Alarm, monitor
 
 __all__ = (
     "DEFER",
@@ -165,33 +167,73 @@ def cpu_time(native_id: int | None) -> float | None:
         return None
 
 
-# Re-entrant: Patience.__del__ can run (a garbage collection) inside _hurry itself.
-_hurry_lock = threading.RLock()
-_hurrying: set[int] = set()  # ids of the Patience objects waiting now
+#: How often the monitor looks whether a hurried delivery was dropped unfinished.
+CALM_LOOK = 0.1
+
+_hurry_lock = threading.Lock()
+# The Patience objects waiting now, by id: weakly, so that one dropped while it
+# waits (its scope ended) is found dead by the monitor (_Calm), never by a
+# finalizer in a user's thread, where an exception from elsewhere would be lost.
+_hurrying: dict[int, weakref.ref[Patience]] = {}
 _interval_before = 0.0
+_hurried = False  # the switch interval is ours now, not the program's
 
 
 def _hurry(patience: Patience, on: bool) -> None:
     """Shorten the switch interval while any delivery waits; restore it after the last."""
-    global _interval_before
+    global _interval_before, _hurried
     key = id(patience)
+    started = False
     with _hurry_lock:
-        if on and key not in _hurrying:
-            if not _hurrying:
+        waiting = _hurrying.get(key)
+        if on and (waiting is None or waiting() is not patience):
+            if not _hurried:
                 _interval_before = sys.getswitchinterval()
                 sys.setswitchinterval(min(_interval_before, HURRIED_SWITCH_INTERVAL))
-            _hurrying.add(key)
-        elif not on and key in _hurrying:
-            _hurrying.discard(key)
+                _hurried = started = True
+            _hurrying[key] = weakref.ref(patience)
+        elif not on and waiting is not None and waiting() is patience:
+            del _hurrying[key]
             if not _hurrying:
-                sys.setswitchinterval(_interval_before)
+                _calm_down()
+    if started:  # (after _hurry_lock: the monitor's lock is always taken first)
+        lock = monitor.lock
+        if lock._is_owned():  # type: ignore[attr-defined]
+            monitor.schedule(time.monotonic() + CALM_LOOK, _calm)
+        else:
+            with lock:
+                monitor.schedule(time.monotonic() + CALM_LOOK, _calm)
+
+
+class _Calm(Alarm):
+    """Restores the switch interval once every hurried delivery has ended or was dropped."""
+
+    def alarm(self, now: float) -> None:
+        with _hurry_lock:
+            for key in [key for key, waiting in _hurrying.items() if waiting() is None]:
+                del _hurrying[key]
+            if _hurrying:
+                monitor.schedule(now + CALM_LOOK, self)
+            else:
+                _calm_down()
+
+
+def _calm_down() -> None:
+    """Give the program its switch interval back (hold ``_hurry_lock``)."""
+    global _hurried
+    if _hurried:
+        sys.setswitchinterval(_interval_before)
+        _hurried = False
+
+
+_calm = _Calm()
 
 
 class Patience:
     """How long to wait for a safe landing point, counted in the target's own progress.
 
     While it waits, the switch interval is shortened (see HURRIED_SWITCH_INTERVAL);
-    ``reset()`` (or dropping the object) restores it.
+    ``reset()`` restores it, or the monitor does once the object is dropped.
     """
 
     __slots__ = (
@@ -211,9 +253,6 @@ class Patience:
         self._last_cpu: float | None = None
         self._last_place: tuple[int, int] | None = None
         self._still_since = 0.0
-
-    def __del__(self) -> None:
-        _hurry(self, on=False)
 
     def exhausted(self, top: FrameType) -> bool:
         """After an unsafe look at ``top``: whether to send anyway.
