@@ -23,10 +23,9 @@ import math
 from types import FrameType
 from typing import Callable
 
-from ._bytecode import is_generator
 from ._delivery import deliver
 from ._errors import _LateTimeoutExpired
-from ._frames import Marker
+from ._frames import Marker, may_come_back
 from ._monitor import Alarm, Entry, logger, monitor
 from ._registry import ThreadState
 from ._seconds import clock
@@ -174,8 +173,7 @@ class ArmedScope(Alarm):
             # (an interrupt skipped it) unless a suspended generator holds them.
             index = scopes.index(self)
             for inner in scopes[index + 1 :]:
-                owner = inner._owner
-                if owner is None or not is_generator(owner.f_code):
+                if not may_come_back(inner._owner):
                     inner._forget(state)
             scopes.remove(self)
         else:

@@ -10,7 +10,7 @@ import sys
 from typing import Callable
 
 from ._monitor import monitor
-from ._registry import existing_state, retire_left
+from ._registry import earliest_when, existing_state, retire_left
 from ._scope import Deadline
 from ._seconds import Seconds, check_seconds, check_when, clock
 
@@ -161,16 +161,7 @@ def remaining() -> float | None:
     link = existing_state()
     if link is not None:
         retire_left(link, sys._getframe(1))
-    earliest: float | None = None
-    while link is not None:
-        for scope in tuple(link.scopes):
-            when = scope._when
-            if when is not None and scope._is_open() and (earliest is None or when < earliest):
-                earliest = when
-        until = link.call_until
-        if until is not None and (earliest is None or until < earliest):
-            earliest = until
-        link = link.parent
+    earliest = earliest_when(link) if link is not None else None
     if earliest is None:
         return None
     return max(0.0, earliest - clock())

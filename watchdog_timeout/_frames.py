@@ -52,6 +52,7 @@ from ._bytecode import (
     handler_at,
     instruction_at,
     instructions,
+    is_generator,
     is_with_entry,
     is_with_entry_at,
     next_check_points,
@@ -146,7 +147,7 @@ def may_come_back(frame: FrameType | None) -> bool:
 
     Any other frame that left the stack is done, and so is every block in it.
     """
-    return frame is not None and bool(frame.f_code.co_flags & GENERATOR_FLAGS)
+    return frame is not None and is_generator(frame.f_code)
 
 
 def with_frame(

@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 
 from ._errors import _Interrupt
 from ._monitor import monitor
-from ._registry import ThreadState, current_state, expiring_scope
+from ._registry import ThreadState, current_state, earliest_when, expiring_scope
 from ._scope import Deadline
 from ._seconds import clock
 from ._sender import REINJECT, cpu_time, protect
@@ -53,22 +53,7 @@ STOPPING_LOOK = 0.02
 @protect
 def _give_up_at(state: ThreadState, grace: float) -> float | None:
     """When the caller stops waiting: the earliest deadline of its chain, plus grace."""
-    earliest = None
-    link: ThreadState | None = state
-    while link is not None:
-        for scope in tuple(link.scopes):
-            when = scope._when
-            if (
-                when is not None
-                and scope._is_open()
-                and scope._interrupts()
-                and (earliest is None or when < earliest)
-            ):
-                earliest = when
-        until = link.call_until  # a call this thread runs, limited by its caller
-        if until is not None and (earliest is None or until < earliest):
-            earliest = until
-        link = link.parent
+    earliest = earliest_when(state, interrupting_only=True)
     return None if earliest is None else earliest + grace
 
 

@@ -33,9 +33,8 @@ from types import FrameType
 from typing import Any, Protocol
 
 from . import _async_raise
-from ._bytecode import is_generator
 from ._errors import _LateTimeoutExpired
-from ._frames import LAZY, OUTSIDE, Marker, Where, position, resolve_marker
+from ._frames import LAZY, OUTSIDE, Marker, Where, may_come_back, position, resolve_marker
 from ._monitor import monitor
 from ._seconds import clock
 from ._sender import DEFER, DELIVER, GONE, Patience, locate, protect, send_when_safe
@@ -45,6 +44,7 @@ __all__ = (
     "ThreadState",
     "current_state",
     "due_here",
+    "earliest_when",
     "existing_state",
     "expiring",
     "expiring_scope",
@@ -80,6 +80,8 @@ class Scope(Protocol):
     def _rarely(self) -> Any: ...
 
     def _is_open(self) -> bool: ...
+
+    def _interrupts(self) -> bool: ...
 
 
 class ThreadState:
@@ -222,6 +224,32 @@ def expiring(state: ThreadState, top: FrameType, protected: bool) -> list[tuple[
 
 
 @protect
+def earliest_when(state: ThreadState, *, interrupting_only: bool = False) -> float | None:
+    """The earliest deadline limiting ``state``'s thread: its open scopes, its callers'
+    scopes and the calls it runs for them (``call_until``), on the monitor's clock.
+
+    ``interrupting_only``: leave out scopes whose expiry only reports (a Watchdog's).
+    """
+    earliest: float | None = None
+    link: ThreadState | None = state
+    while link is not None:
+        for scope in tuple(link.scopes):
+            when = scope._when
+            if (
+                when is not None
+                and scope._is_open()
+                and (not interrupting_only or scope._interrupts())
+                and (earliest is None or when < earliest)
+            ):
+                earliest = when
+        until = link.call_until
+        if until is not None and (earliest is None or until < earliest):
+            earliest = until
+        link = link.parent
+    return earliest
+
+
+@protect
 def due_here(state: ThreadState, top: FrameType) -> Scope | None:
     """The outermost expiring scope whose block the thread (innermost frame ``top``) runs."""
     for scope, where in expiring(state, top, protected=False):
@@ -275,7 +303,7 @@ def _alive(construct: Any, top: FrameType, entering: bool = False) -> bool:
                 return not (entering and frame is top)
             return position(frame, marker_of(construct)) is not OUTSIDE
         frame = frame.f_back
-    return is_generator(owner.f_code)
+    return may_come_back(owner)
 
 
 @protect
