@@ -5,8 +5,8 @@ A small context manager records its owner frame and ``f_lasti`` the way
 generator), and ``Probe.where()`` asks ``position()`` from the places a block can
 be: its body, nested ``try``/``with``/loops, after it, in an outer ``except``. Then the
 loop back-edges that CPython's exception table leaves outside a block (EDGE), checked
-against the bytecode (``dis``) and against where CPython really raises;
-``may_be_exiting()``; and, on 3.13, ``landing()`` from a pause.
+against the bytecode (``dis``) and against where CPython really raises; and, on
+3.13, ``landing()`` from a pause.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from watchdog_timeout._frames import (
     Where,
     landing,
     marker_at_enter,
-    may_be_exiting,
     position,
     resolve_marker,
     with_frame,
@@ -479,24 +478,6 @@ def _sample_and_send(thread: threading.Thread, probe: Probe) -> tuple[Where, int
             send_async_exc(ident, _Stop)
             return where, lasti
     pytest.fail("never saw the thread in its loop")
-
-
-# --- may_be_exiting ------------------------------------------------------------------
-
-
-@cpython_only
-def test_may_be_exiting_at_a_call_and_not_elsewhere() -> None:
-    layout_code = _countdown.__code__
-    instructions = list(dis.get_instructions(layout_code))
-    calls = [i.offset for i in instructions if i.opname.startswith(("CALL", "PRECALL"))]
-    stores = [i.offset for i in instructions if i.opname == "STORE_FAST"]
-    assert calls
-    assert stores
-    for offset in calls:
-        assert may_be_exiting(_frame(layout_code, offset))
-    for offset in stores:
-        assert not may_be_exiting(_frame(layout_code, offset))
-    assert not may_be_exiting(_frame(layout_code, -1))  # not started
 
 
 # --- landing (3.13) ------------------------------------------------------------------

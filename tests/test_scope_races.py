@@ -6,6 +6,7 @@ every 10 us so that races show up (the default 5 ms hides them).
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import os
 import random
@@ -197,6 +198,65 @@ def test_delivery_at_every_step_of_enter_and_exit_leaves_a_consistent_state(meth
         assert remaining() is None
     with pytest.raises(TimeoutExpired), deadline(0.02):  # and the next scope works
         spin(10)
+
+
+def _block_then_exit(scope: Any, block_done: list[bool]) -> None:
+    with scope:
+        block_done[0] = True
+
+
+def _all_opcodes(frame: FrameType, event: str, arg: object) -> TraceFunction:
+    frame.f_trace_opcodes = True
+    return _all_opcodes
+
+
+def exit_after_a_pause(pause: float) -> Deadline:
+    """Run ``with deadline(0.05): <nothing>``, holding the thread for ``pause`` seconds
+    at the call of the scope's ``__exit__``, its block done: a thread that the OS
+    did not schedule there while the limit ran out."""
+    scope = deadline(0.05)
+    block_done = [False]
+    paused = []
+
+    def local(frame: FrameType, event: str, arg: object) -> TraceFunction:
+        if event == "opcode" and block_done[0] and _opname(frame).startswith(("CALL", "PRECALL")):
+            block_done[0] = False
+            paused.append(frame.f_lineno)
+            time.sleep(pause)  # the monitor, or the main thread's handler, looks meanwhile
+        return local
+
+    def first(frame: FrameType, event: str, arg: object) -> TraceFunction | None:
+        if frame.f_code is _block_then_exit.__code__:
+            frame.f_trace_opcodes = True
+            return local
+        return None
+
+    # 3.12 sends no opcode events in code at its first traced run: a run before.
+    sys.settrace(_all_opcodes)
+    _block_then_exit(contextlib.nullcontext(), [False])
+    sys.settrace(first)
+    try:
+        _block_then_exit(scope, block_done)
+    finally:
+        sys.settrace(None)
+    assert paused, "the tracer never paused the thread"
+    return scope
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="opcode tracing")
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_an_exit_long_on_its_way_ends_its_scope_quietly(where: str) -> None:
+    # Looks at a thread seen between its block and its exit's frame for long decide
+    # that the exit was skipped, and retire the scope; the exit that then runs
+    # ends it as usual: its block ended before the interrupt was sent.
+    if where == "main":
+        scope = exit_after_a_pause(1.0)
+    else:
+        scope = run_in_thread(lambda: exit_after_a_pause(1.0))
+    assert not scope.expired
+    assert scope not in current_state().scopes
+    spin(0.1)  # nothing lands later
+    assert remaining() is None
 
 
 # --- random nestings against a model ---------------------------------------------------

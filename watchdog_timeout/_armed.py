@@ -9,6 +9,14 @@ not ended"; EXPIRED means the block ended because of this scope's interrupt. The
 monitor changes the state only under its lock; the scope's own thread enters and
 leaves the block (``_scope.Deadline``).
 
+RETIRED: frames showed the block left without its exit (an exception landed on the
+exit's first instruction), so nothing is delivered to it any more. That is a
+judgment from frames, and can be wrong where frames say too little: a thread that
+the OS leaves unscheduled between its block and the call of its ``__exit__`` looks
+exactly like one whose exit was skipped. The exit is the fact: one that runs after
+all finds the state the scope was retired from (``Rare.retired_from``) and ends
+the block as usual.
+
 When the time comes (``alarm``, the lock held): ``on_expire`` first, in a thread of
 its own, if it is due; then the interrupt, through ``_delivery.deliver``, again
 every ``REINJECT`` seconds while the block runs (level-triggered, as in trio), so
@@ -38,6 +46,7 @@ __all__ = (
     "EXPIRED",
     "EXPIRING",
     "FINISHED",
+    "RETIRED",
     "ArmedScope",
     "Rare",
     "State",
@@ -57,9 +66,10 @@ class State(enum.Enum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     FINISHED = "finished"
+    RETIRED = "retired"
 
 
-CREATED, ACTIVE, EXPIRING, EXPIRED, CANCELLED, FINISHED = State
+CREATED, ACTIVE, EXPIRING, EXPIRED, CANCELLED, FINISHED, RETIRED = State
 
 
 class Rare:
@@ -72,10 +82,11 @@ class Rare:
         "cancelled",
         "edges",
         "exception",
-        "exits",
         "on_expire_due",
+        "outside",
         "patience",
         "raised_at",
+        "retired_from",
         "stack",
         "waiting",
     )
@@ -93,15 +104,18 @@ class Rare:
         self.cancelled = False
         #: The class raised instead of TimeoutExpired (``exception=``).
         self.exception: type[BaseException] | None = None
-        #: How often delivery waited for a loop's back-edge, or for an exit (_delivery).
+        #: How often delivery waited for a loop's back-edge, or saw the frame past
+        #: its block (_delivery, _wakeup).
         self.edges = 0
-        self.exits = 0
+        self.outside = 0
         #: How long delivery waits for a safe landing point (see _sender.Patience).
         self.patience: Patience | None = None
         #: on_expire is to be called at the next expiry.
         self.on_expire_due = False
         #: The entry that sends the interrupt if on_expire has not returned in time.
         self.waiting: Entry | None = None
+        #: The state a RETIRED scope was in when it was retired.
+        self.retired_from: State | None = None
         #: For a Watchdog: where the thread was when it expired.
         self.stack: tuple[tuple[str, int, str], ...] | None = None
 
@@ -187,7 +201,8 @@ class ArmedScope(Alarm):
     def _forget(self, state: ThreadState) -> None:
         # A scope whose block was left without its exit: never deliver to it.
         if self._state is ACTIVE or self._state is EXPIRING:
-            self._state = FINISHED
+            self._rarely().retired_from = self._state
+            self._state = RETIRED
             self._ended = clock()
         if self._entry is not None:
             monitor.cancel(self._entry)

@@ -37,7 +37,7 @@ from types import FrameType
 
 from . import _async_raise, _errors
 from ._errors import _Interrupt
-from ._frames import EDGE, EXIT_PATIENCE, OUTSIDE, may_be_exiting, may_come_back
+from ._frames import EDGE, OUTSIDE, may_come_back
 from ._late import filter_unraisable
 from ._registry import (
     Scope,
@@ -56,6 +56,7 @@ from ._sender import (
     RETRY,
     Patience,
     locate,
+    outside_again,
     protect,
     send_unmoved,
 )
@@ -74,7 +75,7 @@ def deliver(scope: Scope, now: float) -> float | None:
     """Interrupt the code that runs ``scope``'s block; hold the monitor's lock.
 
     Returns the delay until the next attempt, or None when the scope can never be
-    delivered to (its thread or frame is gone: the caller discards it).
+    delivered to (its thread or frame is gone: the caller retires it).
 
     Raises:
         RuntimeError: The interpreter cannot raise in another thread.
@@ -115,23 +116,21 @@ def deliver(scope: Scope, now: float) -> float | None:
         if not rare.patience.exhausted(top):
             return LOOK_AGAIN  # after the target has run a little: see Monitor._wait
         where = DELIVER
-    elif where is OUTSIDE and boundary is not None and may_be_exiting(boundary):
-        rare = scope._rarely()
-        rare.exits += 1  # maybe on its way into __exit__, whose frame is not shown yet
-        if rare.exits <= EXIT_PATIENCE:
-            where = DEFER
     if where is DELIVER:
         if send_unmoved(leaf.ident, top, lasti, _Interrupt) is None:
             return RETRY  # it moved while we looked
         leaf.sent = True
-        patience = scope._rarely().patience
-        if patience is not None:
-            patience.reset()
+        rare = scope._rarely()
+        rare.outside = 0
+        if rare.patience is not None:
+            rare.patience.reset()
         return REINJECT
     if where is DEFER:
         return RETRY
     if where is OUTSIDE:
-        return None  # the block was left without its __exit__: nothing to interrupt
+        rare = scope._rarely()
+        rare.outside += 1
+        return outside_again(rare.outside)
     return POLL if may_come_back(boundary) else None
 
 

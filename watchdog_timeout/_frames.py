@@ -68,10 +68,8 @@ __all__ = (
     "Marker",
     "Where",
     "edge_escapes",
-    "EXIT_PATIENCE",
     "edge_is_the_only_check_point",
     "marker_at_enter",
-    "may_be_exiting",
     "may_come_back",
     "landing",
     "position",
@@ -113,33 +111,6 @@ Marker = Optional[int]
 #: A marker that ``resolve_marker`` can compute later from the code and ``f_lasti``.
 LAZY = -1
 _resolved: dict[tuple[CodeType, int], Marker] = {}
-
-
-_EXITING = frozenset(
-    name
-    for name in opcode.opname
-    if name.startswith(("CALL", "PRECALL"))
-    or name in ("WITH_EXCEPT_START", "BEFORE_WITH", "SETUP_WITH", "CACHE")
-    # 3.9/3.10 check for interrupts between POP_BLOCK and the call of __exit__.
-    or (_BLOCK_STACK and name in ("POP_BLOCK", "LOAD_CONST", "DUP_TOP", "ROT_TWO"))
-)
-
-
-#: How many looks to wait for a frame seen at a call just past its block (about to
-#: run ``__exit__``, whose frame ``sys._current_frames()`` does not show yet) before
-#: deciding the block was left.
-EXIT_PATIENCE = 20
-
-
-def may_be_exiting(frame: FrameType) -> bool:
-    """Whether ``frame`` may be on its way into a block's ``__exit__``.
-
-    ``sys._current_frames()`` does not show a callee's frame before it is complete,
-    so a thread about to run ``__exit__`` shows its caller at the call instruction
-    (or, on 3.9/3.10, at the instructions that prepare the call).
-    """
-    lasti = frame.f_lasti
-    return lasti >= 0 and opcode.opname[frame.f_code.co_code[lasti]] in _EXITING
 
 
 def may_come_back(frame: FrameType | None) -> bool:
@@ -424,12 +395,16 @@ def landing(
         if frame is boundary:
             if ours:
                 return INSIDE
+            if _position_at(code, paused, marker) is OUTSIDE:
+                return OUTSIDE  # past its block: calling its exit, or after it
             if leaves or any(_position_at(code, p, marker) is not INSIDE for p in points):
                 return EDGE
             return INSIDE
         if any(edge_escapes(code, p) for p in points):
             return EDGE
         if not leaves:
-            return INSIDE  # a callee of the block's frame: inside the block
+            # A callee of the block's frame: inside the block if the call that runs
+            # it is (not a call past the block, once its exit was skipped).
+            return INSIDE if boundary is None or ours else position(boundary, marker)
         frame = frame.f_back  # it may return first: look on in its caller
     return EDGE if boundary is not None else INSIDE

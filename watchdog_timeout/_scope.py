@@ -35,7 +35,17 @@ import sys
 from types import CodeType, FrameType, TracebackType
 from typing import Callable
 
-from ._armed import ACTIVE, CANCELLED, CREATED, EXPIRED, EXPIRING, FINISHED, ArmedScope, State
+from ._armed import (
+    ACTIVE,
+    CANCELLED,
+    CREATED,
+    EXPIRED,
+    EXPIRING,
+    FINISHED,
+    RETIRED,
+    ArmedScope,
+    State,
+)
 from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired
 from ._frames import marker_at_enter, with_frame
 from ._monitor import monitor
@@ -295,6 +305,8 @@ class Deadline(ArmedScope):
             before = self._exit_found
             if before is None or landed is None:
                 before = self._state
+                if before is RETIRED:  # judged left, wrongly: the exit is the fact
+                    before = self._rarely().retired_from or FINISHED
                 if before is ACTIVE or before is EXPIRING:
                     if state is not existing_state():
                         raise RuntimeError(

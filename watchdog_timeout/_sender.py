@@ -62,6 +62,7 @@ __all__ = (
     "PROTECTED",
     "REINJECT",
     "RETRY",
+    "outside_again",
     "Patience",
     "async_raise",
     "locate",
@@ -98,12 +99,28 @@ REINJECT = 0.05
 #: Our own bookkeeping was running in the target, or it moved while we looked:
 #: look again this soon.
 RETRY = 0.001
+#: The longest wait between two looks at a frame seen past its block (they start
+#: at RETRY and double: see ``outside_again``).
+OUTSIDE_AGAIN_MAX = 1.0
 
 
 def protect(function: _F) -> _F:
     """Decorator: an interrupt is never sent while ``function``'s code runs (leaf bookkeeping)."""
     PROTECTED.add(function.__code__)
     return function
+
+
+@protect
+def outside_again(looks: int) -> float:
+    """When to look again at a frame seen past its block for the ``looks``-th time.
+
+    Such a frame is on its way into its ``__exit__`` (whose frame is not shown
+    before it is complete: a thread the OS leaves unscheduled there stays so for
+    many looks), or past an exit that an exception skipped. Nothing is sent to it,
+    and no look retires its scope: the exit itself ends it, or the frame's return,
+    or the thread's next use of the library (``_registry.retire_left``).
+    """
+    return min(RETRY * 2.0 ** min(looks, 10), OUTSIDE_AGAIN_MAX)
 
 
 @protect

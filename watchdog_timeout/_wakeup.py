@@ -29,18 +29,11 @@ from types import FrameType
 from typing import Callable
 
 from ._errors import _Interrupt
-from ._frames import (
-    EDGE,
-    EXIT_PATIENCE,
-    OUTSIDE,
-    edge_is_the_only_check_point,
-    may_be_exiting,
-    may_come_back,
-)
+from ._frames import EDGE, OUTSIDE, edge_is_the_only_check_point, may_come_back
 from ._monitor import monitor
 from ._registry import Scope, ThreadState, existing_state, expiring, held_back
 from ._seconds import clock
-from ._sender import DEFER, DELIVER, GONE, REINJECT, RETRY, protect
+from ._sender import DEFER, DELIVER, GONE, REINJECT, RETRY, outside_again, protect
 
 __all__ = ("HANDLER_PATIENCE", "install_wakeup", "wake_main")
 
@@ -129,19 +122,19 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
                 raise scope._exit_late(None)
             else:
                 where = DELIVER  # a callee's loop: its handler is skipped (CPython bug)
-        elif where is OUTSIDE and scope._owner is not None and may_be_exiting(scope._owner):
-            rare = scope._rarely()
-            rare.exits += 1  # maybe on its way into __exit__ (3.9/3.10 pop the block first)
-            if rare.exits <= EXIT_PATIENCE:
-                where = DEFER
         if where is DELIVER:
             scope._rarely().raised_at = clock()
             raise _Interrupt(scope=scope)
         if where is DEFER:
             _without_waiting(functools.partial(scope._rearm, clock() + RETRY))
             return
-        if where is OUTSIDE or (where is GONE and not may_come_back(scope._owner)):
-            # Its block was left without its exit: never deliver. (If the lock is
+        if where is OUTSIDE:  # never delivered there, nor retired (see outside_again)
+            rare = scope._rarely()
+            rare.outside += 1
+            _without_waiting(functools.partial(scope._rearm, clock() + outside_again(rare.outside)))
+            continue
+        if where is GONE and not may_come_back(scope._owner):
+            # Its frame returned without the exit: never deliver. (If the lock is
             # busy, the monitor finds the same at its next look.)
             _without_waiting(scope._discard_locked)
 
