@@ -127,8 +127,26 @@ class Storm:
                 self.record(exc)
             self.armed = False
 
+    @staticmethod
+    def warm_up() -> None:
+        """Before the storm: the library's first use, with what it loads then (ctypes).
+
+        The storm is about our enter/exit code, not about CPython's import system: a
+        KeyboardInterrupt landing in importlib's own cleanup of an import that
+        another one cut short leaves the half-run module in ``sys.modules`` (seen
+        on 3.9: ``module 'ctypes' has no attribute 'c_int'`` from then on).
+        """
+        with deadline(1.0), shield(), deadline(1.0):
+            pass
+        try:
+            with deadline(0.01):
+                spin(1.0)
+        except TimeoutExpired:
+            pass
+
     def storm(self) -> None:
         """Run blocks under the storm for STORM seconds."""
+        self.warm_up()
         self.began = time.monotonic()
         end = self.began + STORM
         self.sender.start()
