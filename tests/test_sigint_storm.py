@@ -284,13 +284,6 @@ def run_storm(blocks: str, python: str = sys.executable) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(STORM + 120)
-@pytest.mark.xfail(
-    sys.version_info < (3, 11),
-    reason="3.9/3.10: about one storm in 35 still lets a RuntimeError of a scope's exit out "
-    "(a scope retired as left while its frame is between the block and the call of its "
-    "__exit__: those versions pop the block first)",
-    strict=False,
-)
 @pytest.mark.parametrize("blocks", ["shields", "deadlines"])
 def test_sigint_storm_lets_nothing_private_out_and_leaves_the_process_working(
     blocks: str,
