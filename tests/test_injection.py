@@ -753,28 +753,12 @@ IN_A_THREAD_BY_DEFAULT = (
 #: instruction that is not dispatched "fast"): its sweeps take minutes, so they run
 #: with ``-m slow``.
 ON_3_9 = (pytest.mark.slow,)
-#: 3.9, thread-expiring in the main thread: failed once in a run of every sweep beside
-#: another (the failure itself was not kept), then passed 10 times alone and beside a
-#: busy process; left visible, not strict.
-ON_3_9_RARE = pytest.mark.xfail(
-    reason="3.9: thread-expiring-main failed once under load, not reproduced since",
-    strict=False,
-)
 
 
 def _sweeps() -> list[Any]:
     old = sys.version_info < (3, 10)
     params = [
-        pytest.param(
-            name,
-            "main",
-            id=f"{name}-main",
-            marks=(*ON_3_9, ON_3_9_RARE)
-            if old and name == "thread-expiring"
-            else ON_3_9
-            if old
-            else (),
-        )
+        pytest.param(name, "main", id=f"{name}-main", marks=ON_3_9 if old else ())
         for name in CONSTRUCTS
     ]
     for name in CONSTRUCTS:
