@@ -552,6 +552,24 @@ def test_landing_in_a_callee_about_to_return_looks_at_the_caller() -> None:
     assert landing(top, boundary, layout.marker) == EDGE
 
 
+@needs_3_13
+def test_landing_from_past_the_block_is_outside() -> None:
+    # At the call of __exit__ (a thread not scheduled there yet, or past an exit that
+    # was skipped): never a place to send to, whatever the next check points are.
+    layout = _Layout(_countdown_calling)
+    paused = _frame(layout.code, layout.exit_call)
+    assert landing(paused, paused, layout.marker) == OUTSIDE
+
+
+@needs_3_13
+def test_landing_in_a_callee_of_a_call_past_the_block_is_outside() -> None:
+    layout = _Layout(_countdown_calling)
+    boundary = _frame(layout.code, layout.exit_call)
+    callee = _Layout(_for_loop)  # it keeps running, but not inside the block
+    top = _frame(callee.code, callee.back_edge, cast(_FakeFrame, boundary))
+    assert landing(top, boundary, layout.marker) == OUTSIDE
+
+
 @pytest.mark.skipif(
     CPYTHON and sys.version_info >= (3, 13),
     reason="up to 3.12 a paused thread raises where it paused: landing() is position()",
