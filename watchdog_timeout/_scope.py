@@ -169,7 +169,7 @@ class Deadline(ArmedScope):
     def __enter__(self) -> Deadline:
         if self._state is not CREATED:
             raise RuntimeError(f"Deadline cannot be entered twice: it is {self._state.value}")
-        monitor.release_leaked()  # (an exception from elsewhere, on 3.9/3.10)
+        monitor.release_leaked()  # (an exception from elsewhere, on 3.9)
         caller = sys._getframe(1)
         owner = with_frame(caller, PASS_THROUGH)
         _refuse_coroutine(owner or caller)

@@ -76,7 +76,7 @@ class Shield:
     def __enter__(self) -> Shield:
         if self._state is not None:
             raise RuntimeError("a shield cannot be entered twice")
-        monitor.release_leaked()  # (an exception from elsewhere, on 3.9/3.10)
+        monitor.release_leaked()  # (an exception from elsewhere, on 3.9)
         owner = with_frame(sys._getframe(1))
         state = current_state()
         with monitor.lock:

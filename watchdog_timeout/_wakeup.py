@@ -33,7 +33,7 @@ from ._frames import EDGE, OUTSIDE, edge_is_the_only_check_point, may_come_back
 from ._monitor import monitor
 from ._registry import Scope, ThreadState, existing_state, expiring, held_back
 from ._seconds import clock
-from ._sender import DEFER, DELIVER, GONE, REINJECT, RETRY, outside_again, protect
+from ._sender import DEFER, DELIVER, GONE, REINJECT, RETRY, protect
 
 __all__ = ("HANDLER_PATIENCE", "install_wakeup", "wake_main")
 
@@ -128,14 +128,12 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
         if where is DEFER:
             _without_waiting(functools.partial(scope._rearm, clock() + RETRY))
             return
-        if where is OUTSIDE:  # never delivered there, nor retired (see outside_again)
-            rare = scope._rarely()
-            rare.outside += 1
-            _without_waiting(functools.partial(scope._rearm, clock() + outside_again(rare.outside)))
-            continue
-        if where is GONE and not may_come_back(scope._owner):
-            # Its frame returned without the exit: never deliver. (If the lock is
-            # busy, the monitor finds the same at its next look.)
+        if where is OUTSIDE or (where is GONE and not may_come_back(scope._owner)):
+            # Its block was left without its exit: never deliver. Judged here, in the
+            # thread itself at a check point, unlike a look from another thread (see
+            # _sender.outside_again); an exit that runs after all (3.9 checks between
+            # the block and the call of __exit__) ends the block as usual. (If the lock
+            # is busy, the monitor finds the same at its next look.)
             _without_waiting(scope._discard_locked)
 
 
