@@ -16,11 +16,18 @@ Things that don't work:
 - Deciding from frames whether a scope exists: a scope entered through a helper
   (``ExitStack.enter_context`` in a function that returned) has no frame of its
   own; it is bounded by its exit alone.
+- Retiring a scope from a look at another thread (the monitor's): a thread that the
+  OS has not scheduled between its block and the call of its ``__exit__`` shows the
+  same frames as one whose exit was skipped, for as long as it waits. Counting the
+  looks (20) did not help: on a loaded machine the exit then ran on a retired scope
+  (``RuntimeError: ... it is finished``, one SIGINT storm in 35 on 3.9/3.10).
 
 Solution: whatever uses the library next in the thread (a scope's enter,
-``remaining()``, a delivery) first retires the innermost constructs whose block
-was left (``retire_left``, ``live_shield``); a construct whose block is not
-known from frames is alive until its exit.
+``remaining()``, a delivery, the main thread's signal handler) first retires the
+innermost constructs whose block was left (``retire_left``, ``live_shield``); a
+construct whose block is not known from frames is alive until its exit. Another
+thread retires a scope only once its frame has returned. A retirement is still a
+judgment: an exit that runs after it ends the block as usual (``_armed.RETIRED``).
 """
 
 from __future__ import annotations
