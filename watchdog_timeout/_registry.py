@@ -21,13 +21,18 @@ Things that don't work:
   same frames as one whose exit was skipped, for as long as it waits. Counting the
   looks (20) did not help: on a loaded machine the exit then ran on a retired scope
   (``RuntimeError: ... it is finished``, one SIGINT storm in 35 on 3.9/3.10).
+- Retiring from the main thread's signal handler, in the thread itself: on 3.9/3.10
+  it can run while an interrupt is being built on its way into ``__exit__``, the
+  block already popped; the retired scope then could not claim its own interrupt
+  (a raw ``_Interrupt`` out of a fresh deadline, beside a CPU hog).
 
 Solution: whatever uses the library next in the thread (a scope's enter,
-``remaining()``, a delivery, the main thread's signal handler) first retires the
-innermost constructs whose block was left (``retire_left``, ``live_shield``); a
-construct whose block is not known from frames is alive until its exit. Another
-thread retires a scope only once its frame has returned. A retirement is still a
-judgment: an exit that runs after it ends the block as usual (``_armed.RETIRED``).
+``remaining()``, a delivery) first retires the innermost constructs whose block
+was left (``retire_left``, ``live_shield``); a construct whose block is not known
+from frames is alive until its exit. A look (the monitor's, the main thread's
+signal handler) retires a scope only once its frame has returned. A retirement is
+still a judgment: an exit that runs after it ends the block as usual
+(``_armed.RETIRED``).
 """
 
 from __future__ import annotations

@@ -117,9 +117,11 @@ def outside_again(looks: int) -> float:
     Such a frame is on its way into its ``__exit__`` (whose frame is not shown
     before it is complete: a thread the OS leaves unscheduled there stays so for
     many looks), or past an exit that an exception skipped. Nothing is sent to it,
-    and no look from another thread retires its scope: the exit itself ends it, or
-    the frame's return, or a judgment in the thread itself (its next use of the
-    library, ``_registry.retire_left``; the main thread's signal handler).
+    and no look retires its scope, not even the main thread's signal handler in the
+    thread itself (3.9/3.10 pop the block before the exception on its way into
+    ``__exit__`` is built, and the handler can run then): the exit itself ends it,
+    or the frame's return, or the thread's next use of the library
+    (``_registry.retire_left``).
     """
     return min(RETRY * 2.0 ** min(looks, 10), OUTSIDE_AGAIN_MAX)
 

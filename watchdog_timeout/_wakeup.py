@@ -33,7 +33,7 @@ from ._frames import EDGE, OUTSIDE, edge_is_the_only_check_point, may_come_back
 from ._monitor import monitor
 from ._registry import Scope, ThreadState, existing_state, expiring, held_back
 from ._seconds import clock
-from ._sender import DEFER, DELIVER, GONE, REINJECT, RETRY, protect
+from ._sender import DEFER, DELIVER, GONE, REINJECT, RETRY, outside_again, protect
 
 __all__ = ("HANDLER_PATIENCE", "install_wakeup", "wake_main")
 
@@ -128,12 +128,17 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
         if where is DEFER:
             _without_waiting(functools.partial(scope._rearm, clock() + RETRY))
             return
-        if where is OUTSIDE or (where is GONE and not may_come_back(scope._owner)):
-            # Its block was left without its exit: never deliver. Judged here, in the
-            # thread itself at a check point, unlike a look from another thread (see
-            # _sender.outside_again); an exit that runs after all (3.9 checks between
-            # the block and the call of __exit__) ends the block as usual. (If the lock
-            # is busy, the monitor finds the same at its next look.)
+        if where is OUTSIDE:
+            # Never delivered there, nor retired: 3.9/3.10 pop the block before they
+            # build the exception on its way into __exit__, and this handler can run
+            # then, inside _Interrupt.__new__ (see _sender.outside_again).
+            rare = scope._rarely()
+            rare.outside += 1
+            again = clock() + outside_again(rare.outside)
+            _without_waiting(functools.partial(scope._rearm, again))
+        elif where is GONE and not may_come_back(scope._owner):
+            # Its frame returned without the exit: never deliver. (If the lock is
+            # busy, the monitor finds the same at its next look.)
             _without_waiting(scope._discard_locked)
 
 
