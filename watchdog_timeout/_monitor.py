@@ -18,8 +18,8 @@ heap of ``[when, target]`` entries under one C lock. Arming is a heappush;
 disarming replaces ``target`` with a sentinel (lazy deletion), and the heap is
 compacted when more than half of it is dead. Entries are two-item lists, to keep
 10,000 armed scopes under 300 bytes each: equal times fall back to comparing
-targets, which ``Alarm`` orders by identity. The monitor sleeps on a C queue of
-wake-ups, and is woken only when a new entry becomes the earliest.
+targets, which ``Alarm`` orders by identity. The monitor sleeps on a second C lock used as a
+binary semaphore, and is woken only when a new entry becomes the earliest.
 
 The monitor calls ``target.alarm(now)`` with the lock held, so that a target can
 check its state and act in one step with respect to threads that take the same
@@ -43,11 +43,6 @@ import os
 import sys
 import threading
 import time
-
-try:
-    from _queue import Empty, SimpleQueue  # the C queue, without importing queue
-except ImportError:  # pragma: no cover (an interpreter without it)
-    from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:
@@ -117,11 +112,9 @@ class Monitor:
         self._heap: list[Entry] = []
         self._dead = 0
         self._next_wake = math.inf
-        #: Wake-ups for the monitor thread. Each is one C call, a put: a lock used as
-        #: an event needed a "pending" flag beside it, and an exception from elsewhere
-        #: (3.9 checks for one between the two) left the flag set with no wake-up
-        #: sent: every later deadline then waited for the monitor's own timeout.
-        self._wake: SimpleQueue[None] = SimpleQueue()
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -168,9 +161,10 @@ class Monitor:
         entry = [when, target]
         heapq.heappush(self._heap, entry)
         if when < self._next_wake:
-            if self._thread is not None:
-                self._wake.put(None)
             self._next_wake = when
+            if self._thread is not None and not self._wake_pending:
+                self._wake_pending = True
+                self._wake.release()
         if self._thread is None and self._start_thread and not self._stopping:
             self._start()  # whatever _next_wake says: a start cut short left it stale
         return entry
@@ -269,13 +263,11 @@ class Monitor:
 
     def _wait(self, when: float) -> bool:
         """Sleep until ``when`` or a wake-up; False when the thread is to exit (idle)."""
-        wake = self._wake
         if when == math.inf:
-            try:
-                wake.get(timeout=IDLE)
-            except Empty:
+            woken = self._wake.acquire(timeout=IDLE)
+            if not woken:
                 with self.lock:
-                    if not self._heap and wake.empty():
+                    if not self._heap and not self._wake_pending:
                         if self._thread is threading.current_thread():
                             self._thread = None  # schedule() starts another
                         return False
@@ -285,12 +277,10 @@ class Monitor:
             if delay <= 0:
                 time.sleep(0)  # due now: let the other threads run first (a look again)
                 return True
-            try:
-                wake.get(timeout=min(delay, threading.TIMEOUT_MAX))
-            except Empty:
-                return True
-        while not wake.empty():  # several wake-ups since the last look: one look
-            wake.get_nowait()
+            woken = self._wake.acquire(timeout=min(delay, threading.TIMEOUT_MAX))
+        if woken:
+            with self.lock:
+                self._wake_pending = False
         return True
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -298,7 +288,9 @@ class Monitor:
         with self.lock:
             self._stopping = True
             thread = self._thread
-            self._wake.put(None)
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._wake.release()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
