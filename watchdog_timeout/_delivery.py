@@ -128,9 +128,7 @@ def deliver(scope: Scope, now: float) -> float | None:
     if where is DEFER:
         return RETRY
     if where is OUTSIDE:
-        rare = scope._rarely()
-        rare.outside += 1
-        return outside_again(rare.outside)
+        return outside_again(scope._rarely())
     return POLL if may_come_back(boundary) else None
 
 

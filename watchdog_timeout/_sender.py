@@ -111,8 +111,8 @@ def protect(function: _F) -> _F:
 
 
 @protect
-def outside_again(looks: int) -> float:
-    """When to look again at a frame seen past its block for the ``looks``-th time.
+def outside_again(rare: Any) -> float:
+    """When to look again at a frame seen past its block; counts the look in ``rare``.
 
     Such a frame is on its way into its ``__exit__`` (whose frame is not shown
     before it is complete: a thread the OS leaves unscheduled there stays so for
@@ -123,6 +123,8 @@ def outside_again(looks: int) -> float:
     or the frame's return, or the thread's next use of the library
     (``_registry.retire_left``).
     """
+    looks: int = rare.outside + 1  # the scope's Rare: looks since it was last sent to
+    rare.outside = looks
     return min(RETRY * 2.0 ** min(looks, 10), OUTSIDE_AGAIN_MAX)
 
 

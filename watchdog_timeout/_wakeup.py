@@ -132,9 +132,7 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
             # Never delivered there, nor retired: 3.9/3.10 pop the block before they
             # build the exception on its way into __exit__, and this handler can run
             # then, inside _Interrupt.__new__ (see _sender.outside_again).
-            rare = scope._rarely()
-            rare.outside += 1
-            again = clock() + outside_again(rare.outside)
+            again = clock() + outside_again(scope._rarely())
             _without_waiting(functools.partial(scope._rearm, again))
         elif where is GONE and not may_come_back(scope._owner):
             # Its frame returned without the exit: never deliver. (If the lock is
