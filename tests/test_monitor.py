@@ -10,6 +10,9 @@ interpreter shutdown with deadlines armed in daemon threads.
 
 from __future__ import annotations
 
+import contextlib
+import dis
+import linecache
 import logging
 import math
 import os
@@ -19,7 +22,8 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Callable
+from types import FrameType
+from typing import Any, Callable
 
 import pytest
 from helpers import assert_takes_about, spin, spin_forever
@@ -109,7 +113,7 @@ def _thread_of(monitor: Monitor) -> threading.Thread | None:
 
 
 def _wake_pending(monitor: Monitor) -> bool:
-    return monitor._wake_pending
+    return not monitor._wake.locked()
 
 
 # --- the heap ---------------------------------------------------------------------------
@@ -161,7 +165,8 @@ def test_monitor_cancel_is_lazy(heap: Monitor) -> None:
         heap.cancel(first)
         assert len(heap) == 1
         assert len(heap._heap) == 2  # still in the heap
-        assert heap.next_when() == 1.0  # dead entries count for next_when
+        assert heap.next_when() == 2.0  # the monitor drops dead entries from the top
+        assert len(heap._heap) == 1
         heap.cancel(first)  # twice: counted once
         assert len(heap) == 1
         assert _names(heap.pop_due(5.0)) == ["b"]
@@ -192,27 +197,33 @@ def test_monitor_len_counts_live_entries(heap: Monitor) -> None:
 def test_monitor_compacts_when_more_than_half_is_dead(heap: Monitor) -> None:
     with heap.lock:
         entries = [heap.schedule(float(i), Target(f"t{i}")) for i in range(200)]
-        # Cancel every other entry, then more: compaction at the 101st dead one.
-        order = entries[::2] + entries[1::2]
+        # Cancel every other entry but the first, then more: compaction at the 101st
+        # dead one. The monitor compacts (in next_when), never cancel() itself.
+        order = entries[2::2] + entries[1::2] + entries[:1]
         for entry in order[:100]:
             heap.cancel(entry)
+        heap.next_when()
         assert len(heap._heap) == 200  # exactly half dead: not yet
         heap.cancel(order[100])
+        assert len(heap._heap) == 200
+        assert heap.next_when() == 0.0
         assert len(heap._heap) == 99
         assert heap._dead == 0
         assert len(heap) == 99
-        live = [f"t{i}" for i in range(3, 200, 2)]
+        live = ["t0"] + [f"t{i}" for i in range(5, 200, 2)]
         assert _names(heap.pop_due(math.inf)) == live
 
 
 def test_monitor_does_not_compact_small_heaps(heap: Monitor) -> None:
     with heap.lock:
         entries = [heap.schedule(float(i), Target(f"t{i}")) for i in range(100)]
-        for entry in entries[:64]:
+        for entry in entries[1:65]:
             heap.cancel(entry)
+        heap.next_when()
         assert len(heap._heap) == 100  # 64 dead: not beyond the minimum
         assert len(heap) == 36
-        heap.cancel(entries[64])
+        heap.cancel(entries[0])
+        heap.next_when()
         assert len(heap._heap) == 35  # the 65th: beyond it, and more than half
         assert _names(heap.pop_due(math.inf)) == [f"t{i}" for i in range(65, 100)]
 
@@ -220,10 +231,11 @@ def test_monitor_does_not_compact_small_heaps(heap: Monitor) -> None:
 def test_monitor_never_compacts_below_the_minimum(heap: Monitor) -> None:
     with heap.lock:
         entries = [heap.schedule(float(i), Target(f"t{i}")) for i in range(66)]
-        for entry in entries[:64]:
+        for entry in entries[1:65]:
             heap.cancel(entry)
+        heap.next_when()
         assert len(heap._heap) == 66
-        assert _names(heap.pop_due(math.inf)) == ["t64", "t65"]
+        assert _names(heap.pop_due(math.inf)) == ["t0", "t65"]
         assert heap._dead == 0
 
 
@@ -260,11 +272,7 @@ def _pretend_thread_running(monitor: Monitor) -> None:
 
 def _consume_wake(monitor: Monitor) -> bool:
     """What the monitor thread does when woken; whether a wake-up was pending."""
-    woken = monitor._wake.acquire(blocking=False)
-    if woken:
-        with monitor.lock:
-            monitor._wake_pending = False
-    return woken
+    return monitor._wake.acquire(blocking=False)
 
 
 def test_monitor_wakes_only_for_a_new_earliest_entry(heap: Monitor) -> None:
@@ -450,6 +458,122 @@ def test_monitor_run_due_skips_cancelled_entries(heap: Monitor, clock: FakeClock
     with heap.lock:
         assert heap._dead == 0
         assert heap._heap == []
+
+
+# --- exceptions from elsewhere inside arming and disarming ----------------------------
+
+
+class Elsewhere(BaseException):
+    """Stands for an exception from elsewhere: Ctrl-C, another library's async raise."""
+
+
+def _lines(function: Callable[..., object]) -> list[int]:
+    code = function.__code__
+    starts = {line for _, line in dis.findlinestarts(code) if line is not None}
+    return sorted(starts - {code.co_firstlineno})
+
+
+#: Every line of the code that the limited threads run in the monitor, but the
+#: start of its thread (test_monitor_survives_an_exception_inside_its_thread_start).
+STEPS = [
+    (function, line)
+    for function in (Monitor.schedule, Monitor.cancel, Monitor._wake_up)
+    for line in _lines(function)
+    if "self._start()" not in linecache.getline(function.__code__.co_filename, line)
+]
+
+
+def _step_id(step: tuple[Callable[..., object], int]) -> str:
+    function, line = step
+    return f"{function.__name__}+{line - function.__code__.co_firstlineno}"
+
+
+@contextlib.contextmanager
+def _raising_before(function: Callable[..., object], line: int) -> Iterator[list[int]]:
+    """Raise Elsewhere before ``line`` of ``function`` runs, the first time it does."""
+    code = function.__code__
+    hits: list[int] = []
+
+    def local(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line" and frame.f_lineno == line and not hits:
+            hits.append(line)
+            raise Elsewhere
+        return local
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        return local if frame.f_code is code else None
+
+    sys.settrace(tracer)
+    try:
+        yield hits
+    finally:
+        sys.settrace(None)
+
+
+def _arm_and_disarm_cut_short(monitor: Monitor, step: tuple[Callable[..., object], int]) -> None:
+    """Arm 100 entries, then arm and disarm with an exception at ``step``.
+
+    The traced calls: two new earliest entries (the second while a wake-up is
+    pending), then the two cancels around the compaction threshold.
+    """
+    entries = [monitor.schedule(monitor.clock() + 50.0 + i, Target(f"t{i}")) for i in range(100)]
+    for entry in entries[1:65]:
+        monitor.cancel(entry)  # 64 dead: the next one asks for a compaction
+    _consume_wake(monitor)
+    calls: list[Callable[[], object]] = [
+        lambda: monitor.schedule(monitor.clock() + 30.0, Target("thirty")),
+        lambda: monitor.schedule(monitor.clock() + 20.0, Target("twenty")),
+        lambda: monitor.cancel(entries[0]),
+        lambda: monitor.cancel(entries[65]),
+    ]
+    with _raising_before(*step) as hits:
+        for call in calls:
+            try:
+                call()
+            except Elsewhere:
+                pass
+    assert hits, "the line never ran"
+
+
+@pytest.mark.parametrize("step", STEPS, ids=_step_id)
+def test_an_exception_anywhere_in_arming_or_disarming_leaves_a_sound_heap(
+    heap: Monitor, step: tuple[Callable[..., object], int]
+) -> None:
+    # On 3.9 an exception from elsewhere can land between any two statements. It
+    # once left a "wake-up pending" flag set with no wake-up (every later deadline
+    # waited for the monitor's own timeout), and cut a compaction short between the
+    # new list and its heapify (the monitor slept past due entries).
+    _pretend_thread_running(heap)
+    with heap.lock:
+        _arm_and_disarm_cut_short(heap, step)
+    _consume_wake(heap)
+    with heap.lock:
+        heap.schedule(heap.clock() + 10.0, Target("next"))
+    assert _consume_wake(heap), "a new earliest entry did not wake the monitor"
+    entries = heap._heap
+    assert all(entries[(i - 1) // 2][0] <= entries[i][0] for i in range(1, len(entries)))
+    with heap.lock:
+        assert heap.next_when() == heap.clock() + 10.0
+        popped = _names(heap.pop_due(math.inf))
+        assert heap.next_when() == math.inf
+        assert len(heap) == 0
+    assert popped[0] == "next"
+    assert set(popped) >= {f"t{i}" for i in range(66, 100)}
+    assert not set(popped) & {f"t{i}" for i in range(1, 65)}
+    order = {"next": 10, "twenty": 20, "thirty": 30, **{f"t{i}": 50 + i for i in range(100)}}
+    assert [order[name] for name in popped] == sorted(order[name] for name in popped)
+
+
+@pytest.mark.parametrize("step", STEPS, ids=_step_id)
+def test_a_deadline_after_an_arming_cut_short_fires_on_time(
+    live: Monitor, step: tuple[Callable[..., object], int]
+) -> None:
+    with live.lock:
+        _arm_and_disarm_cut_short(live, step)  # the monitor sleeps for 20 s or more
+    soon = Target("soon")
+    with live.lock:
+        live.schedule(live.clock() + 0.05, soon)
+    assert soon.fired.wait(5.0), "the monitor slept past a new earliest entry"
 
 
 # --- the real thread ------------------------------------------------------------------

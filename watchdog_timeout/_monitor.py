@@ -12,14 +12,23 @@ Things that don't work:
   arm deadlines are the very threads being interrupted.
 - Removing a disarmed deadline from the heap: O(n), for the common case of a
   block that finishes in time.
+- A "wake-up pending" flag beside the wake-up lock, set before the release: on
+  3.9 an exception from elsewhere between the two left it set, and every later
+  deadline of the process waited for the monitor's own timeout (2 s when idle).
+- Compacting the heap in the thread that disarms an entry: an exception from
+  elsewhere between the new list and its ``heapify`` left a list that was not a
+  heap, and the monitor slept past due entries.
 
 Solution: one lazily started daemon thread (``watchdog_timeout-monitor``) and a
-heap of ``[when, target]`` entries under one C lock. Arming is a heappush;
-disarming replaces ``target`` with a sentinel (lazy deletion), and the heap is
-compacted when more than half of it is dead. Entries are two-item lists, to keep
-10,000 armed scopes under 300 bytes each: equal times fall back to comparing
-targets, which ``Alarm`` orders by identity. The monitor sleeps on a second C lock used as a
-binary semaphore, and is woken only when a new entry becomes the earliest.
+heap of ``[when, target]`` entries under one C lock. The threads being limited
+(and interrupted) change shared state only in single C steps: arming is a
+heappush, disarming replaces ``target`` with a sentinel (lazy deletion). Whatever
+rewrites the heap runs on the monitor, which nothing interrupts: it drops dead
+entries from the top, and compacts the heap when more than half of it is dead.
+Entries are two-item lists, to keep 10,000 armed scopes under 300 bytes each:
+equal times fall back to comparing targets, which ``Alarm`` orders by identity.
+The monitor sleeps on a second C lock used as a binary semaphore, released (one C
+call, no flag) when a new entry becomes the earliest or the heap needs compacting.
 
 The monitor calls ``target.alarm(now)`` with the lock held, so that a target can
 check its state and act in one step with respect to threads that take the same
@@ -112,9 +121,9 @@ class Monitor:
         self._heap: list[Entry] = []
         self._dead = 0
         self._next_wake = math.inf
+        #: A binary semaphore: released to wake the monitor, taken by its wait.
         self._wake = threading.Lock()
         self._wake.acquire()
-        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._stopping = False
 
@@ -159,25 +168,33 @@ class Monitor:
     def schedule(self, when: float, target: AlarmTarget) -> Entry:
         """Arm ``target`` at the absolute time ``when``; O(log n). Hold ``lock``."""
         entry = [when, target]
-        heapq.heappush(self._heap, entry)
         if when < self._next_wake:
-            self._next_wake = when
-            if self._thread is not None and not self._wake_pending:
-                self._wake_pending = True
-                self._wake.release()
+            # Woken first: the monitor then waits for our lock, so it sees the entry
+            # whichever statement an exception from elsewhere cuts this short at.
+            self._wake_up()
+        heapq.heappush(self._heap, entry)
+        self._next_wake = min(self._next_wake, when)
         if self._thread is None and self._start_thread and not self._stopping:
             self._start()  # whatever _next_wake says: a start cut short left it stale
         return entry
 
     def cancel(self, entry: Entry) -> None:
-        """Disarm ``entry``; O(1), amortised. Hold ``lock``."""
+        """Disarm ``entry``; O(1). Hold ``lock``."""
         if entry[_TARGET] is not DEAD:
             entry[_TARGET] = DEAD
             self._dead += 1
             if self._dead > _COMPACT_MIN and self._dead * 2 > len(self._heap):
-                self._heap = [e for e in self._heap if e[_TARGET] is not DEAD]
-                heapq.heapify(self._heap)
-                self._dead = 0
+                self._wake_up()  # to compact the heap: the monitor's work
+
+    def _wake_up(self) -> None:
+        # One C call, and no flag beside it: a wake-up that an exception cuts short
+        # leaves nothing that would hold back the next one. Releasing the lock twice
+        # raises: a wake-up is pending already.
+        if self._thread is not None:
+            try:  # noqa: SIM105 (contextlib.suppress: Python code, on the hot path)
+                self._wake.release()
+            except RuntimeError:
+                pass
 
     def pop_due(self, now: float) -> list[AlarmTarget]:
         """Remove and return the targets due at ``now``, earliest first. Hold ``lock``."""
@@ -194,11 +211,26 @@ class Monitor:
         return due
 
     def next_when(self) -> float:
-        """The time of the earliest entry, dead ones included, or ``inf``. Hold ``lock``."""
-        if self._dead and self._dead == len(self._heap):
-            self._heap.clear()  # all disarmed: nothing to wake up for
+        """The time of the earliest armed entry, or ``inf``. Hold ``lock``.
+
+        Compacts the heap when more than half of it is dead, and drops dead entries
+        from its top: the monitor does all the rewriting of the heap. The threads
+        that arm and disarm entries only push one and mark one dead (each a single
+        step): an exception from elsewhere that cut a compaction short in one of them
+        once left a list that was no longer a heap, and due entries went unseen.
+        """
+        heap = self._heap
+        if self._dead > _COMPACT_MIN and self._dead * 2 > len(heap):
+            heap = [entry for entry in heap if entry[_TARGET] is not DEAD]
+            heapq.heapify(heap)
+            self._heap = heap
             self._dead = 0
-        return self._heap[0][_WHEN] if self._heap else math.inf
+        while heap and heap[0][_TARGET] is DEAD:
+            heapq.heappop(heap)
+            self._dead -= 1
+        if not heap:
+            self._dead = 0  # exact again, even after a count cut short in cancel()
+        return heap[0][_WHEN] if heap else math.inf
 
     def __len__(self) -> int:
         """The number of armed entries. Hold ``lock``."""
@@ -264,23 +296,18 @@ class Monitor:
     def _wait(self, when: float) -> bool:
         """Sleep until ``when`` or a wake-up; False when the thread is to exit (idle)."""
         if when == math.inf:
-            woken = self._wake.acquire(timeout=IDLE)
-            if not woken:
+            if not self._wake.acquire(timeout=IDLE):
                 with self.lock:
-                    if not self._heap and not self._wake_pending:
+                    if not self._heap:
                         if self._thread is threading.current_thread():
                             self._thread = None  # schedule() starts another
                         return False
-                return True
         else:
             delay = when - self.clock()
             if delay <= 0:
                 time.sleep(0)  # due now: let the other threads run first (a look again)
-                return True
-            woken = self._wake.acquire(timeout=min(delay, threading.TIMEOUT_MAX))
-        if woken:
-            with self.lock:
-                self._wake_pending = False
+            else:
+                self._wake.acquire(timeout=min(delay, threading.TIMEOUT_MAX))
         return True
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -288,9 +315,7 @@ class Monitor:
         with self.lock:
             self._stopping = True
             thread = self._thread
-            if not self._wake_pending:
-                self._wake_pending = True
-                self._wake.release()
+            self._wake_up()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
