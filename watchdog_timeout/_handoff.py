@@ -39,7 +39,7 @@ from ._monitor import monitor
 from ._registry import ThreadState, current_state, earliest_when, expiring_scope
 from ._scope import Deadline
 from ._seconds import clock
-from ._sender import REINJECT, cpu_time, protect
+from ._sender import REINJECT, cpu_time, protect, runnable
 from ._worker import Call, Worker, abandon, take_worker
 
 __all__ = ("run_in_worker",)
@@ -64,8 +64,8 @@ def _wait(call: Call, state: ThreadState, grace: float, worker: Worker) -> bool:
     Give-up time is the earliest deadline plus ``grace``, later only while the
     worker is still running Python outside a shield (its CPU time grows: the
     interrupt is about to land, on a loaded machine later than ``grace``), up to
-    ``STOPPING_AT_MOST``. A worker blocked in C uses no CPU, and one in a shield
-    holds the interrupt back: the caller is answered at once.
+    ``STOPPING_AT_MOST``. A worker blocked in C uses no CPU and is not runnable,
+    and one in a shield holds the interrupt back: the caller is answered at once.
     """
     done = call.done
     stopping_since: float | None = None
@@ -90,6 +90,7 @@ def _wait(call: Call, state: ThreadState, grace: float, worker: Worker) -> bool:
                 if stopping_since is None:
                     stopping_since = now
                 running = cpu is not None and cpu_before is not None and cpu > cpu_before + 0.001
+                running = running or runnable(native)  # no CPU on a loaded machine: not blocked
                 shielded = worker.state is not None and bool(worker.state.shields)
                 if shielded or (cpu_before is not None and not running):
                     return done.acquire(blocking=False)
