@@ -856,3 +856,82 @@ def test_a_leaked_hold_of_the_lock_is_released_where_the_thread_next_enters(entr
         spin(3.0)
     assert scope.expired
     assert not _monitor.monitor.lock._is_owned()  # type: ignore[attr-defined]
+
+
+_MAIN_LEAKS_AND_WAITS = """
+import sys, threading, time
+from watchdog_timeout import TimeoutExpired, deadline, shield
+from watchdog_timeout._monitor import monitor
+{warm_up}
+fired = []
+def limited():
+    started = time.monotonic()
+    try:
+        with deadline(0.2):
+            while True:
+                pass
+    except TimeoutExpired:
+        fired.append(time.monotonic() - started)
+worker = threading.Thread(target=limited, daemon=True)
+{order}
+worker.join(10)  # the main thread never uses the library again
+print("fired" if fired else "never fired", "held" if monitor.lock._is_owned() else "given back")
+"""
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "armed-before-the-leak",
+        pytest.param(
+            "entered-after-the-leak",
+            marks=pytest.mark.skipif(
+                sys.version_info >= (3, 10), reason="only 3.9's with-exit can leak the lock"
+            ),
+        ),
+    ],
+)
+def test_a_hold_the_main_thread_leaked_is_given_back_though_it_never_enters_again(
+    case: str,
+) -> None:
+    # 3.9 (bpo-29988): a Ctrl-C between the end of one of our `with lock:` blocks and its
+    # __exit__ leaves the main thread holding the monitor's lock (measured: 27 in 6,257
+    # KeyboardInterrupts over `with deadline(5): pass`). A program that then stops its
+    # workers and joins them never enters the library again: the monitor, and a thread
+    # entering a deadline on 3.9, ask the main thread (a signal) to give the hold back.
+    leak = "monitor.lock.acquire()  # the leaked hold: no frame of ours holds it"
+    if case == "armed-before-the-leak":
+        warm_up = "with deadline(1):\n    pass"
+        order = f"worker.start()\ntime.sleep(0.05)\n{leak}"
+    else:  # the monitor thread never started: only the entering thread can ask
+        warm_up = "with shield():\n    pass"
+        order = f"{leak}\nworker.start()"
+    script = _MAIN_LEAKS_AND_WAITS.format(warm_up=warm_up, order=order)
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "fired given back", done.stderr
+
+
+def test_the_signal_handler_never_gives_back_a_hold_of_our_own_code() -> None:
+    # The handler can run at any check point of our bookkeeping in the main thread,
+    # under the lock: only a hold with no frame of ours on the stack was leaked.
+    from watchdog_timeout._wakeup import _on_wakeup_signal  # noqa: PLC0415
+
+    lock = _monitor.monitor.lock
+    held_in_handler: list[bool] = []
+
+    def bookkeeping_interrupted() -> None:  # runs under if_free, a frame of ours
+        _on_wakeup_signal(0, sys._getframe())
+        held_in_handler.append(_held(lock))
+
+    assert _monitor.monitor.if_free(bookkeeping_interrupted)
+    assert held_in_handler == [True]
+    assert not _held(lock)
+
+    lock.acquire()  # leaked: only the test's frames are on the stack
+    try:
+        _on_wakeup_signal(0, sys._getframe())
+        assert not _held(lock)
+    finally:
+        _monitor.monitor.give_back()

@@ -37,6 +37,13 @@ log record run in a short-lived thread of their own (``watchdog_timeout-callback
 never on the monitor: an ``on_expire`` that sleeps, or calls a limited function,
 or a slow logging handler, would delay every other limit in the process.
 
+No user code runs under the lock, but on 3.9 a Ctrl-C can leave it held
+(bpo-29988: see ``release_leaked``). The thread that leaked it releases it where
+it next enters the library; for a main thread that never does (it stops its
+workers and joins them), whoever waits for the lock longer than ``HELD_TOO_LONG``
+(the monitor; on 3.9 also a thread entering a scope) sends the main thread the
+wake-up signal, whose handler gives back a hold with no frame of ours on its stack.
+
 The thread exits after ``IDLE`` seconds with nothing armed, and starts again on
 demand. It is not stopped at interpreter exit: ``atexit`` handlers registered
 before this module may use deadlines too (it is a daemon thread). After
@@ -82,6 +89,15 @@ _WHEN, _TARGET = 0, 1
 _COMPACT_MIN = 64
 #: Seconds the monitor thread waits with nothing armed before it exits.
 IDLE = 2.0
+#: How long a wait for the lock lasts before the main thread is asked to give back
+#: a hold it may have leaked (``release_leaked``); asked again after each such wait.
+HELD_TOO_LONG = 0.1
+#: 3.9 can leave a ``with lock:`` block without releasing the lock (bpo-29988).
+_WITH_MAY_LEAK = sys.version_info < (3, 10)
+
+
+def _nobody_to_ask() -> None:
+    pass
 
 
 class Alarm:
@@ -112,6 +128,9 @@ class Monitor:
     ) -> None:
         self.clock = clock
         self._start_thread = start_thread
+        #: Asks the main thread to give back a hold of the lock that it leaked, if it
+        #: did (``_wakeup`` sets it: a signal whose handler runs in that thread).
+        self.ask_main_to_give_back: Callable[[], None] = _nobody_to_ask
         self._reset()
 
     def _reset(self) -> None:
@@ -158,10 +177,32 @@ class Monitor:
         bpo-29988, fixed in 3.10: measured, 45 leaks in 2,805 exceptions sent into a
         ``with lock: pass`` loop on 3.9, none on 3.10 and 3.11), and every deadline of
         the process would then wait for this thread. One C call when nothing leaked.
+        On 3.9, a lock busy here may have been leaked by the main thread (Ctrl-C), which
+        may never use the library again: while it stays busy, the main thread is asked
+        to give it back (``ask_main_to_give_back``), as the monitor does.
         """
         lock = self.lock
         while lock._is_owned():  # type: ignore[attr-defined]
             lock.release()
+        if _WITH_MAY_LEAK:
+            if lock.acquire(False):
+                lock.release()
+            else:
+                self._take()
+                lock.release()
+
+    def give_back(self) -> None:
+        """Release every hold of the lock by this thread (a hold known to be leaked)."""
+        lock = self.lock
+        while lock._is_owned():  # type: ignore[attr-defined]
+            lock.release()
+
+    def _take(self) -> None:
+        # Where nothing interrupts the wait, or where an exception after it is
+        # repaired as a leak: the monitor's thread, release_leaked().
+        lock = self.lock
+        while not lock.acquire(True, HELD_TOO_LONG):
+            self.ask_main_to_give_back()
 
     # --- called with self.lock held ---------------------------------------
 
@@ -254,7 +295,8 @@ class Monitor:
     def run_due(self) -> float:
         """Fire what is due now; return when to look again (``inf``: when woken)."""
         follow_ups: list[Callable[[], None]] = []
-        with self.lock:
+        self._take()  # (nothing interrupts the monitor: no exception lands before the try)
+        try:
             now = self.clock()
             for target in self.pop_due(now):
                 try:
@@ -266,6 +308,8 @@ class Monitor:
                         follow_ups.append(follow_up)
             self._next_wake = self.next_when()
             next_wake = self._next_wake
+        finally:
+            self.lock.release()
         if follow_ups:
             self.call_soon(follow_ups)
         return next_wake
@@ -297,11 +341,14 @@ class Monitor:
         """Sleep until ``when`` or a wake-up; False when the thread is to exit (idle)."""
         if when == math.inf:
             if not self._wake.acquire(timeout=IDLE):
-                with self.lock:
+                self._take()
+                try:
                     if not self._heap:
                         if self._thread is threading.current_thread():
                             self._thread = None  # schedule() starts another
                         return False
+                finally:
+                    self.lock.release()
         else:
             delay = when - self.clock()
             if delay <= 0:

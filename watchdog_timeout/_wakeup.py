@@ -25,6 +25,7 @@ import functools
 import math
 import os
 import signal
+import threading
 from types import FrameType
 from typing import Callable
 
@@ -73,7 +74,15 @@ def install_wakeup() -> None:
         if signal.getsignal(_wakeup_signal) in (signal.SIG_DFL, None):
             signal.signal(_wakeup_signal, _on_wakeup_signal)
     except (ValueError, OSError):  # not the main interpreter, or an invalid signal
-        pass
+        return
+    monitor.ask_main_to_give_back = _ask_main_to_give_back
+
+
+def _ask_main_to_give_back() -> None:
+    # Called while the monitor's lock stays busy: the handler gives back a hold
+    # that the main thread leaked (Monitor.release_leaked).
+    if _wakeup_ready():
+        signal.pthread_kill(threading.main_thread().ident or 0, _wakeup_signal)
 
 
 def _wakeup_ready() -> bool:
@@ -101,7 +110,14 @@ def wake_main(leaf: ThreadState, scope: Scope, now: float) -> float | None:
 
 @protect
 def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
-    """Raise the interrupt in the main thread, if it runs the block it is meant for."""
+    """Raise the interrupt in the main thread, if it runs the block it is meant for.
+
+    First gives back the monitor's lock if the main thread holds it outside our
+    code: a hold leaked on 3.9 (Ctrl-C; ``Monitor.release_leaked``), that the
+    monitor asks for with this signal while the lock stays busy.
+    """
+    if frame is not None and not _library_on_stack(frame):
+        monitor.give_back()
     state = existing_state()  # signal handlers run in the main thread
     if state is None or frame is None:
         return
@@ -138,6 +154,19 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
             # Its frame returned without the exit: never deliver. (If the lock is
             # busy, the monitor finds the same at its next look.)
             _without_waiting(scope._discard_locked)
+
+
+def _library_on_stack(frame: FrameType | None) -> bool:
+    # Whether code of this package runs in the frame or under it: only there can the
+    # thread hold the monitor's lock without having leaked it.
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(_PACKAGE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 @protect
