@@ -508,3 +508,40 @@ def test_other_libraries_can_still_call_the_c_api_their_way() -> None:
     thread.join(5)
     assert found == 1
     assert caught == [True]
+
+
+@needs_pythonapi
+@pytest.mark.parametrize(
+    ("half_run", "source"), [("ctypes", "__init__.py"), ("ctypes._endian", "_endian.py")]
+)
+def test_a_half_run_ctypes_left_by_a_ctrl_c_is_imported_afresh(half_run: str, source: str) -> None:
+    # A Ctrl-C in importlib's cleanup of the library's first (lazy) import of ctypes
+    # can leave a half-run module in sys.modules (seen in a SIGINT storm on 3.9): every
+    # later deadline in another thread then failed with "offers no way to raise".
+    script = textwrap.dedent(
+        f"""
+        import importlib.util, os, sys, threading
+        package = os.path.dirname(importlib.util.find_spec("ctypes").origin)
+        path = os.path.join(package, {source!r})
+        spec = importlib.util.spec_from_file_location({half_run!r}, path)
+        sys.modules[{half_run!r}] = importlib.util.module_from_spec(spec)  # never run
+        import watchdog_timeout
+        from watchdog_timeout import TimeoutExpired, deadline
+        caught = []
+        def limited():
+            try:
+                with deadline(0.05):
+                    while True:
+                        pass
+            except TimeoutExpired:
+                caught.append(True)
+        thread = threading.Thread(target=limited, daemon=True)
+        thread.start()
+        thread.join(10)
+        print("interrupted" if caught else "not interrupted")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stdout.strip() == "interrupted", done.stderr

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
 __all__ = (
     "ThreadOrIdent",
@@ -68,22 +68,21 @@ _unsupported: str | None = None
 
 def _load() -> None:
     global send_async_exc, withdraw_async_exc, _unsupported
-    try:
-        import ctypes  # noqa: PLC0415 (optional: not every interpreter has it)
-
-        # Function objects of our own: pythonapi[...] makes a new one, while
-        # pythonapi.PyThreadState_SetAsyncExc is cached for the whole process and
-        # declaring its argtypes would break every other library that calls it.
-        send = ctypes.pythonapi["PyThreadState_SetAsyncExc"]
-    except (ImportError, AttributeError, KeyError):
-        pass
-    else:
-        send.argtypes = (ctypes.c_ulong, ctypes.py_object)
-        send.restype = ctypes.c_int
-        withdraw = ctypes.pythonapi["PyThreadState_SetAsyncExc"]
-        withdraw.argtypes = (ctypes.c_ulong, ctypes.c_void_p)
-        withdraw.restype = ctypes.c_int
-        send_async_exc, withdraw_async_exc = send, withdraw
+    bound = _bind_ctypes()
+    half_run = [
+        name
+        for name, module in list(sys.modules.items())
+        if name.split(".")[0] == "ctypes" and module is not None  # (None: import blocked)
+    ]
+    if bound is None and half_run and sys.implementation.name == "cpython":
+        # CPython has them: a first import of ctypes that an exception from elsewhere
+        # (Ctrl-C) cut short in importlib's cleanup can leave a half-run module in
+        # sys.modules, and every later import returns it. Import it afresh, once.
+        for name in half_run:
+            del sys.modules[name]
+        bound = _bind_ctypes()
+    if bound is not None:
+        send_async_exc, withdraw_async_exc = bound
         return
     try:
         from __pypy__.thread import (  # type: ignore[import-not-found]  # noqa: PLC0415
@@ -104,6 +103,24 @@ def _load() -> None:
         return 1
 
     send_async_exc = raise_in_thread
+
+
+def _bind_ctypes() -> tuple[Any, Any] | None:
+    try:
+        import ctypes  # noqa: PLC0415 (optional: not every interpreter has it)
+
+        # Function objects of our own: pythonapi[...] makes a new one, while
+        # pythonapi.PyThreadState_SetAsyncExc is cached for the whole process and
+        # declaring its argtypes would break every other library that calls it.
+        send = ctypes.pythonapi["PyThreadState_SetAsyncExc"]
+        withdraw = ctypes.pythonapi["PyThreadState_SetAsyncExc"]
+    except (ImportError, AttributeError, KeyError):
+        return None
+    send.argtypes = (ctypes.c_ulong, ctypes.py_object)
+    send.restype = ctypes.c_int
+    withdraw.argtypes = (ctypes.c_ulong, ctypes.c_void_p)
+    withdraw.restype = ctypes.c_int
+    return send, withdraw
 
 
 _loaded = False
