@@ -85,7 +85,7 @@ def test_watchdog_on_expire_runs_before_and_a_kick_during_it_saves_the_thread() 
 
 
 def test_watchdog_as_decorator_gives_access_to_the_watchdog() -> None:
-    @Watchdog(0.1, label="job")
+    @Watchdog(0.5, label="job")  # wide: on a busy machine a 10 ms sleep can take far longer
     def job(steps: int, stuck: bool = False) -> int:
         for _ in range(steps):
             time.sleep(0.01)
@@ -150,12 +150,17 @@ def test_watchdog_start_calls_on_expire_once_while_it_resends() -> None:
 
 
 def test_watchdog_start_on_the_current_thread_and_kicks_keep_it_quiet() -> None:
-    dog = Watchdog(0.1).start()
-    for _ in range(30):
-        time.sleep(0.01)
-        dog.kick()
-    dog.stop()
-    spin(0.2)  # stopped: nothing arrives
+    # The limit is wide: on a busy machine a 10 ms sleep can take far longer. And the
+    # watchdog is stopped whatever happens: one left running interrupts this thread
+    # (pytest's) again and again, wherever it is, for the rest of the session.
+    dog = Watchdog(0.5).start()
+    try:
+        for _ in range(100):  # about 1 s, twice the limit
+            time.sleep(0.01)
+            dog.kick()
+    finally:
+        dog.stop()
+    spin(0.6)  # stopped: nothing arrives
 
 
 def test_watchdog_start_report_only(caplog: pytest.LogCaptureFixture) -> None:
