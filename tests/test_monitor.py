@@ -935,3 +935,52 @@ def test_the_signal_handler_never_gives_back_a_hold_of_our_own_code() -> None:
         assert not _held(lock)
     finally:
         _monitor.monitor.give_back()
+
+
+_IMPORTS_BY_THREAD = """
+import sys, threading
+imports = []
+def record(event, args):
+    if event == "import":
+        imports.append((threading.current_thread().name, args[0]))
+sys.addaudithook(record)
+from watchdog_timeout import TimeoutExpired, Watchdog, deadline, timeout
+def busy():
+    while True:
+        pass
+def limited():
+    try:
+        with deadline(0.05):
+            busy()
+    except TimeoutExpired:
+        pass
+worker = threading.Thread(target=limited)
+worker.start()
+worker.join()
+limited()
+try:
+    timeout(0.05)(busy)()
+except TimeoutExpired:
+    pass
+try:
+    with Watchdog(0.05):
+        busy()
+except TimeoutExpired:
+    pass
+print(sorted({name for thread, name in imports if thread == "watchdog_timeout-monitor"}))
+"""
+
+
+def test_the_monitor_never_imports() -> None:
+    # It imports with its lock held: an import waits for the interpreter's import
+    # locks, and on 3.9 a Ctrl-C in the main thread's own import can leave one held for
+    # good (seen in a SIGINT storm: the monitor waited on it for 12 minutes, and with it
+    # every deadline of the process). What it needs is imported with the package.
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_BY_THREAD],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

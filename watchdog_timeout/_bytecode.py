@@ -1,12 +1,16 @@
 """What code objects say, computed once per code object: exception tables, loops'
 back-edges, ``with`` entries and the check points a paused thread reaches next.
 
-Pure analysis of bytecode (``dis``, imported on first use); ``_frames`` applies it to
-running frames.
+Pure analysis of bytecode (``dis``); ``_frames`` applies it to running frames.
+
+``dis`` is imported with the package, not on first use: the first use is often on
+the monitor, under its lock, and an import there waits for the interpreter's import
+locks (on 3.9 a Ctrl-C in the main thread's own import can leave one held for good).
 """
 
 from __future__ import annotations
 
+import dis
 import opcode
 import sys
 import warnings
@@ -35,8 +39,6 @@ __all__ = (
 
 
 def instructions(code: CodeType) -> Any:
-    import dis  # noqa: PLC0415 (a costly import, needed only when code is analysed)
-
     return dis.get_instructions(code)
 
 

@@ -30,6 +30,10 @@ equal times fall back to comparing targets, which ``Alarm`` orders by identity.
 The monitor sleeps on a second C lock used as a binary semaphore, released (one C
 call, no flag) when a new entry becomes the earliest or the heap needs compacting.
 
+Nothing runs an import on the monitor: an import waits for the interpreter's
+import locks, with ours held (what the alarms need is imported with the package, or
+by the user's thread that enters its first scope: ``ctypes``).
+
 The monitor calls ``target.alarm(now)`` with the lock held, so that a target can
 check its state and act in one step with respect to threads that take the same
 lock. What ``alarm`` returns (user callbacks: ``on_expire``, reports) and every
