@@ -3,14 +3,15 @@ back-edges, ``with`` entries and the check points a paused thread reaches next.
 
 Pure analysis of bytecode (``dis``); ``_frames`` applies it to running frames.
 
-``dis`` is imported with the package, not on first use: the first use is often on
-the monitor, under its lock, and an import there waits for the interpreter's import
-locks (on 3.9 a Ctrl-C in the main thread's own import can leave one held for good).
+``dis`` costs an import: ``load()`` imports it where a thread of the user's first
+uses the library (``_registry.current_state``), never on first use, which is often
+on the monitor, under its lock: an import there waits for the interpreter's import
+locks, and on 3.9 a Ctrl-C in the main thread's own import can leave one held for
+good.
 """
 
 from __future__ import annotations
 
-import dis
 import opcode
 import sys
 import warnings
@@ -31,6 +32,7 @@ __all__ = (
     "is_generator",
     "is_with_entry",
     "is_with_entry_at",
+    "load",
     "next_check_points",
     "next_offset",
     "skip_prefixes",
@@ -38,8 +40,22 @@ __all__ = (
 )
 
 
+_dis: Any = None
+
+
+def load() -> None:
+    """Import ``dis``: call in a thread of the user's, before any analysis."""
+    global _dis
+    if _dis is None:
+        import dis  # noqa: PLC0415 (a costly import, needed only once scopes are used)
+
+        _dis = dis
+
+
 def instructions(code: CodeType) -> Any:
-    return dis.get_instructions(code)
+    if _dis is None:
+        load()
+    return _dis.get_instructions(code)
 
 
 # (start, end, target) in bytes, end exclusive.

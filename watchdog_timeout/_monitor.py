@@ -31,8 +31,8 @@ The monitor sleeps on a second C lock used as a binary semaphore, released (one 
 call, no flag) when a new entry becomes the earliest or the heap needs compacting.
 
 Nothing runs an import on the monitor: an import waits for the interpreter's
-import locks, with ours held (what the alarms need is imported with the package, or
-by the user's thread that enters its first scope: ``ctypes``).
+import locks, with ours held. What the alarms need (``ctypes``, ``dis``) is imported
+by the user's thread that first uses the library (``_registry.current_state``).
 
 The monitor calls ``target.alarm(now)`` with the lock held, so that a target can
 check its state and act in one step with respect to threads that take the same

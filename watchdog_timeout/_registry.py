@@ -44,7 +44,7 @@ import weakref
 from types import FrameType
 from typing import Any, Protocol
 
-from . import _async_raise
+from . import _async_raise, _bytecode
 from ._errors import _LateTimeoutExpired
 from ._frames import LAZY, OUTSIDE, Marker, Where, may_come_back, position, resolve_marker
 from ._monitor import monitor
@@ -161,6 +161,7 @@ def current_state() -> ThreadState:
         return _local.state  # type: ignore[no-any-return]
     except AttributeError:
         _async_raise.ensure_loaded()  # here, in a thread of the user's: see there
+        _bytecode.load()  # (the same: never an import on the monitor)
         state = _local.state = ThreadState(threading.current_thread())
         _states[state.ident] = state
         if state.is_main:
