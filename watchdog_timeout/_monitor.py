@@ -100,8 +100,18 @@ HELD_TOO_LONG = 0.1
 _WITH_MAY_LEAK = sys.version_info < (3, 10)
 
 
-def _nobody_to_ask() -> None:
+def _nobody_to_ask(owner: int | None) -> None:
     pass
+
+
+def _owner_of(lock: Any) -> int | None:
+    # The ident of the thread that holds ``lock`` (an RLock), from its repr: "<locked
+    # _thread.RLock object owner=140... count=1 at 0x...>". For a lock that stays busy.
+    text = repr(lock)
+    start = text.find("owner=") + len("owner=")
+    end = text.find(" ", start)
+    digits = text[start:end] if start >= len("owner=") and end > start else ""
+    return int(digits) if digits.isdigit() and digits != "0" else None
 
 
 class Alarm:
@@ -132,9 +142,10 @@ class Monitor:
     ) -> None:
         self.clock = clock
         self._start_thread = start_thread
-        #: Asks the main thread to give back a hold of the lock that it leaked, if it
-        #: did (``_wakeup`` sets it: a signal whose handler runs in that thread).
-        self.ask_main_to_give_back: Callable[[], None] = _nobody_to_ask
+        #: Called with the ident of the thread that holds the lock, while it stays
+        #: busy: asks the main thread to give back a hold it leaked, if that is the
+        #: case (``_wakeup`` sets it: a signal whose handler runs in that thread).
+        self.ask_main_to_give_back: Callable[[int | None], None] = _nobody_to_ask
         self._reset()
 
     def _reset(self) -> None:
@@ -206,7 +217,7 @@ class Monitor:
         # repaired as a leak: the monitor's thread, release_leaked().
         lock = self.lock
         while not lock.acquire(True, HELD_TOO_LONG):
-            self.ask_main_to_give_back()
+            self.ask_main_to_give_back(_owner_of(lock))
 
     # --- called with self.lock held ---------------------------------------
 

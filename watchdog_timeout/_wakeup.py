@@ -25,6 +25,7 @@ import functools
 import math
 import os
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Callable
@@ -78,11 +79,16 @@ def install_wakeup() -> None:
     monitor.ask_main_to_give_back = _ask_main_to_give_back
 
 
-def _ask_main_to_give_back() -> None:
-    # Called while the monitor's lock stays busy: the handler gives back a hold
-    # that the main thread leaked (Monitor.release_leaked).
-    if _wakeup_ready():
-        signal.pthread_kill(threading.main_thread().ident or 0, _wakeup_signal)
+def _ask_main_to_give_back(owner: int | None) -> None:
+    # Called while the monitor's lock stays busy, held by ``owner``: the handler gives
+    # back a hold that the main thread leaked (Monitor.release_leaked). Only then:
+    # a main thread slow in our code (a tracer) must not be signalled again and again.
+    main = threading.main_thread().ident
+    if owner is None or owner != main or not _wakeup_ready():
+        return
+    if _library_on_stack(sys._current_frames().get(owner)):
+        return  # held by our code there, not leaked
+    signal.pthread_kill(owner, _wakeup_signal)
 
 
 def _wakeup_ready() -> bool:
