@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from helpers import assert_takes_about, run_in_thread, spin, spin_forever
 
-from watchdog_timeout import Deadline, TimeoutExpired, deadline, remaining, timeout
+from watchdog_timeout import Deadline, TimeoutExpired, deadline, deadline_at, remaining, timeout
 from watchdog_timeout._errors import _Interrupt
 from watchdog_timeout._registry import current_state
 
@@ -411,25 +411,72 @@ def test_on_expire_runs_once_off_the_monitor_before_the_interrupt() -> None:
 
 
 def test_a_slow_on_expire_delays_no_other_limit() -> None:
-    # User callbacks never run on the monitor: a sleeping on_expire elsewhere
+    # User callbacks never run on the monitor: a sleeping on_expire in another thread
     # cannot hold back this thread's limit.
-    with deadline(0.05, suppress=True, on_expire=lambda: time.sleep(2)) as slow:
-        spin(0.15)  # its on_expire is now sleeping
-        with assert_takes_about(0.1), deadline(0.1, suppress=True) as fast:
+    sleeping = threading.Event()
+
+    def slow_on_expire() -> None:
+        sleeping.set()
+        time.sleep(2)
+
+    def slow_scope() -> None:
+        with deadline(0.05, suppress=True, on_expire=slow_on_expire):
             spin_forever()
-        assert fast.expired
-        spin_forever()  # the slow one's interrupt follows after ON_EXPIRE_WAIT at most
-    assert slow.expired
+
+    other = threading.Thread(target=slow_scope)
+    other.start()
+    try:
+        assert sleeping.wait(5)
+        started = time.monotonic()
+        with deadline(0.1, suppress=True) as fast:
+            spin_forever()
+        elapsed = time.monotonic() - started
+    finally:
+        other.join(10)
+    assert fast.expired
+    assert elapsed < 0.7, f"a 0.1 s limit fired after {elapsed:.2f} s"
+
+
+def test_on_expire_callbacks_due_together_run_apart() -> None:
+    # Scopes due in the same pass of the monitor: an on_expire that sleeps must not
+    # hold back the other's (each sleeps: whichever runs first).
+    due = time.monotonic() + 0.2
+    started_at: list[float] = []
+
+    def slow_on_expire() -> None:
+        started_at.append(time.monotonic())
+        time.sleep(1.5)
+
+    def limited() -> None:
+        with deadline_at(due, suppress=True, on_expire=slow_on_expire):
+            spin_forever()
+
+    threads = [threading.Thread(target=limited) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(started_at) == 2
+    late = max(started_at) - due
+    assert late < 0.75, f"an on_expire began {late:.2f} s after its time"
 
 
 def test_on_expire_that_calls_a_limited_function_does_not_stall_the_monitor() -> None:
+    # The limited call inside on_expire needs the monitor itself (it runs out): on the
+    # monitor, it would wait for itself.
     results: list[object] = []
-    limited = timeout(1.0)(lambda: "inner call done")
-    with deadline(0.05, suppress=True, on_expire=lambda: results.append(limited())):
+
+    def on_expire() -> None:
+        try:
+            timeout(0.1)(spin_forever)()
+        except TimeoutExpired as error:
+            results.append(error.seconds)
+
+    with deadline(0.05, suppress=True, on_expire=on_expire):
         spin_forever()
     with assert_takes_about(0.1), deadline(0.1, suppress=True):
         spin_forever()
-    assert results == ["inner call done"]
+    assert results == [0.1]
 
 
 def test_on_expire_not_called_when_the_block_ends_in_time() -> None:

@@ -37,7 +37,7 @@ by the user's thread that first uses the library (``_registry.current_state``).
 The monitor calls ``target.alarm(now)`` with the lock held, so that a target can
 check its state and act in one step with respect to threads that take the same
 lock. What ``alarm`` returns (user callbacks: ``on_expire``, reports) and every
-log record run in a short-lived thread of their own (``watchdog_timeout-callback``),
+log record run each in a short-lived thread of its own (``watchdog_timeout-callback``),
 never on the monitor: an ``on_expire`` that sleeps, or calls a limited function,
 or a slow logging handler, would delay every other limit in the process.
 
@@ -330,16 +330,21 @@ class Monitor:
         return next_wake
 
     def call_soon(self, callbacks: list[Callable[[], None]]) -> None:
-        """Run ``callbacks`` in a thread of their own, never on the monitor."""
-        if self._start_thread:
-            threading.Thread(
-                target=_run_callbacks,
-                args=(callbacks,),
-                name="watchdog_timeout-callback",
-                daemon=True,
-            ).start()
-        else:  # a test monitor without threads
-            _run_callbacks(callbacks)
+        """Run each of ``callbacks`` in a thread of its own, never on the monitor.
+
+        Each in its own: one ``on_expire`` that sleeps must not hold back another
+        scope's, due in the same pass.
+        """
+        for callback in callbacks:
+            if self._start_thread:
+                threading.Thread(
+                    target=_run_callback,
+                    args=(callback,),
+                    name="watchdog_timeout-callback",
+                    daemon=True,
+                ).start()
+            else:  # a test monitor without threads
+                _run_callback(callback)
 
     def _run(self) -> None:
         while not self._stopping:
@@ -405,12 +410,11 @@ def _logging(exc: BaseException) -> Callable[[], None]:
     return log
 
 
-def _run_callbacks(callbacks: list[Callable[[], None]]) -> None:
-    for callback in callbacks:
-        try:
-            callback()
-        except BaseException:
-            logger.exception("watchdog_timeout: an on_expire callback raised")
+def _run_callback(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except BaseException:
+        logger.exception("watchdog_timeout: an on_expire callback raised")
 
 
 #: The process-wide monitor.
