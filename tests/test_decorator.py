@@ -270,6 +270,13 @@ def test_inline_wakes_the_main_thread_from_a_blocking_call() -> None:
         sleeps()
 
 
+def test_inline_limits_a_builtin_called_directly() -> None:
+    # No Python frame of the user's between ours and the C call: the library's own
+    # frame hosts the block, and must not hold the interrupt back.
+    with assert_takes_about(0.2), pytest.raises(TimeoutExpired):
+        timeout(0.2, isolation="inline")(time.sleep)(3)
+
+
 # --- nesting ----------------------------------------------------------------------------
 
 
@@ -561,6 +568,24 @@ def test_on_expire_unblocks_the_call_before_it_is_interrupted(isolation: str) ->
         with assert_takes_about(0.1), pytest.raises(TimeoutExpired):
             while True:
                 receive()  # returns b"" once shut down; the interrupt follows
+
+
+def test_inline_on_expire_unblocks_a_call_in_another_thread() -> None:
+    # Outside the main thread no signal wakes a blocking call: only on_expire can.
+    left, right = socket.socketpair()
+    with left, right:
+        left.settimeout(5)  # without on_expire: a socket.timeout after 5 s
+
+        @timeout(0.1, isolation="inline", on_expire=lambda: right.shutdown(socket.SHUT_RDWR))
+        def receive() -> bytes:
+            return left.recv(10)
+
+        def receive_until_interrupted() -> None:
+            with assert_takes_about(0.1), pytest.raises(TimeoutExpired):
+                while True:
+                    receive()
+
+        run_in_thread(receive_until_interrupted)
 
 
 def test_on_expire_is_refused_for_processes() -> None:
