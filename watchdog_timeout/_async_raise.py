@@ -41,6 +41,8 @@ import sys
 import threading
 from typing import Any, Callable, Union
 
+from ._apart import run_apart
+
 __all__ = (
     "ThreadOrIdent",
     "can_clear",
@@ -127,16 +129,17 @@ _loaded = False
 
 
 def ensure_loaded() -> None:
-    """Bind the C functions, once, in the calling thread.
+    """Bind the C functions, once, before any use.
 
     Called where a thread first uses the library (its first scope, ``async_raise``,
     ``kill()``, ``Watchdog.start()``), never at import (ctypes costs an import) and
     never in the monitor: importing ctypes there costs a GIL switch per file read
-    while the thread it must interrupt is busy (measured: 70 ms).
+    while the thread it must interrupt is busy (measured: 70 ms). The import runs in
+    a thread of its own (``run_apart``): a Ctrl-C cannot leave it half-run.
     """
     global _loaded
     if not _loaded:
-        _load()
+        run_apart(_load)
         _loaded = True
 
 

@@ -4,10 +4,10 @@ back-edges, ``with`` entries and the check points a paused thread reaches next.
 Pure analysis of bytecode (``dis``); ``_frames`` applies it to running frames.
 
 ``dis`` costs an import: ``load()`` imports it where a thread of the user's first
-uses the library (``_registry.current_state``), never on first use, which is often
-on the monitor, under its lock: an import there waits for the interpreter's import
-locks, and on 3.9 a Ctrl-C in the main thread's own import can leave one held for
-good.
+uses the library (``_registry.current_state``), in a thread of its own
+(``_apart``), never on first use, which is often on the monitor, under its lock:
+an import there waits for the interpreter's import locks, and on 3.9 a Ctrl-C in
+the main thread's own import can leave one held for good.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import warnings
 from collections.abc import Mapping
 from types import CodeType
 from typing import Any
+
+from ._apart import run_apart
 
 __all__ = (
     "GENERATOR_FLAGS",
@@ -44,17 +46,21 @@ _dis: Any = None
 
 
 def load() -> None:
-    """Import ``dis``: call in a thread of the user's, before any analysis."""
-    global _dis
+    """Import ``dis``, once, before any analysis (in a thread of its own: ``run_apart``)."""
     if _dis is None:
-        import dis  # noqa: PLC0415 (a costly import, needed only once scopes are used)
+        run_apart(_import_dis)
 
-        _dis = dis
+
+def _import_dis() -> None:
+    global _dis
+    import dis  # noqa: PLC0415 (a costly import, needed only once scopes are used)
+
+    _dis = dis
 
 
 def instructions(code: CodeType) -> Any:
     if _dis is None:
-        load()
+        _import_dis()  # (not reached: load() comes first)
     return _dis.get_instructions(code)
 
 

@@ -160,14 +160,18 @@ def current_state() -> ThreadState:
     try:
         return _local.state  # type: ignore[no-any-return]
     except AttributeError:
+        # Each step idempotent, and the state published last: an exception from
+        # elsewhere (Ctrl-C) that cuts this short leaves it all to be done again at
+        # the next call, not a state without its wake-up handler or its entry.
         _async_raise.ensure_loaded()  # here, in a thread of the user's: see there
         _bytecode.load()  # (the same: never an import on the monitor)
-        state = _local.state = ThreadState(threading.current_thread())
-        _states[state.ident] = state
+        state = ThreadState(threading.current_thread())
         if state.is_main:
             from ._wakeup import install_wakeup  # noqa: PLC0415 (it builds on this module)
 
             install_wakeup()
+        _states[state.ident] = state
+        _local.state = state
         return state
 
 

@@ -76,7 +76,8 @@ def install_wakeup() -> None:
             signal.signal(_wakeup_signal, _on_wakeup_signal)
     except (ValueError, OSError):  # not the main interpreter, or an invalid signal
         return
-    monitor.ask_main_to_give_back = _ask_main_to_give_back
+    if _wakeup_ready():  # (installed now, or by a call that was cut short after it)
+        monitor.ask_main_to_give_back = _ask_main_to_give_back
 
 
 def _ask_main_to_give_back(owner: int | None) -> None:
