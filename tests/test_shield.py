@@ -150,3 +150,32 @@ def test_an_outer_scope_is_still_held_back_around_an_inner_one() -> None:
     assert finished
     assert outer.expired
     assert not inner.expired
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_an_inner_scope_expiring_in_a_shield_under_an_expired_outer_one_reports_itself(
+    where: str,
+) -> None:
+    # The outer limit ran out while the shield runs: the interrupt that the inner
+    # scope sends is its own, caught by its own handler, and the shielded section
+    # goes on; the outer one follows at the shield's end.
+    def shielded_under_an_expired_limit() -> tuple[list[str], bool]:
+        steps: list[str] = []
+        with deadline(0.1, suppress=True) as outer:
+            with shield():
+                try:
+                    with deadline(0.3):
+                        spin(3)
+                except TimeoutExpired as error:
+                    steps.append(f"inner {error.seconds}")
+                steps.append("shield finished")
+            spin(3)
+        return steps, outer.expired
+
+    with assert_takes_about(0.3):
+        if where == "main":
+            steps, outer_expired = shielded_under_an_expired_limit()
+        else:
+            steps, outer_expired = run_in_thread(shielded_under_an_expired_limit)
+    assert steps == ["inner 0.3", "shield finished"]
+    assert outer_expired

@@ -178,6 +178,8 @@ def _on_interpreter_delivery() -> object:
         else [(scope, GONE) for scope in expiring_scopes(state)]
     )
     for scope, where in found:
+        if landing is not None and held_back(state, scope, landing):
+            continue  # a shield holds it back: an inner scope sent this one (trio's rule)
         if where is DELIVER or (where is OUTSIDE and _unwinding_into(scope)):
             return scope
         if where is OUTSIDE or where is EDGE or (where is GONE and not may_come_back(scope._owner)):
