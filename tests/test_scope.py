@@ -716,6 +716,18 @@ def test_deadline_in_a_coroutine_is_refused_with_directions() -> None:
         asyncio.run(limited())
 
 
+@pytest.mark.parametrize("stack", [contextlib.ExitStack, contextlib.AsyncExitStack])
+def test_deadline_entered_on_a_stack_in_a_coroutine_is_refused(stack: type[Any]) -> None:
+    # No `with` statement enters it: the frame that called enter_context decides.
+    async def limited() -> None:
+        exit_stack = stack()
+        exit_stack.enter_context(deadline(0.1))
+        await asyncio.sleep(1)
+
+    with pytest.raises(RuntimeError, match=r"asyncio\.timeout.*@timeout"):
+        asyncio.run(limited())
+
+
 def test_deadline_in_a_function_called_from_a_coroutine_works() -> None:
     def blocking_part() -> str:
         with deadline(0.1, suppress=True) as scope:

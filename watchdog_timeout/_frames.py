@@ -74,6 +74,7 @@ __all__ = (
     "landing",
     "position",
     "resolve_marker",
+    "user_frame",
     "with_frame",
 )
 
@@ -162,6 +163,20 @@ def with_frame(
             return frame
         frame = back
     return None
+
+
+def user_frame(
+    caller: FrameType, transparent: AbstractSet[CodeType] = frozenset()
+) -> FrameType | None:
+    """The innermost frame, from ``caller`` outwards, that is neither contextlib's nor
+    ``transparent``: whose code entered the scope (``stack.enter_context(...)``)."""
+    contextlib_file = getattr(sys.modules.get("contextlib"), "__file__", None)
+    frame: FrameType | None = caller
+    while frame is not None and (
+        frame.f_code in transparent or frame.f_code.co_filename == contextlib_file
+    ):
+        frame = frame.f_back
+    return frame
 
 
 def resolve_marker(code: CodeType, lasti: int) -> Marker:

@@ -47,7 +47,7 @@ from ._armed import (
     State,
 )
 from ._errors import TimeoutExpired, _Interrupt, _LateTimeoutExpired
-from ._frames import marker_at_enter, with_frame
+from ._frames import marker_at_enter, user_frame, with_frame
 from ._monitor import monitor
 from ._registry import (
     ThreadState,
@@ -172,7 +172,7 @@ class Deadline(ArmedScope):
         monitor.release_leaked()  # (an exception from elsewhere, on 3.9)
         caller = sys._getframe(1)
         owner = with_frame(caller, PASS_THROUGH)
-        _refuse_coroutine(owner or caller)
+        _refuse_coroutine(owner or user_frame(caller, PASS_THROUGH))
         state = current_state()
         retire_left(state, caller, entering=True)  # scopes whose exit was skipped
         self._thread = state
