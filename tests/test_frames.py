@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dis
+import opcode
+import subprocess
 import sys
 import threading
 import time
@@ -24,7 +26,7 @@ import pytest
 
 from watchdog_timeout import _bytecode
 from watchdog_timeout._async_raise import send_async_exc
-from watchdog_timeout._bytecode import is_with_entry_at, with_entry_layout
+from watchdog_timeout._bytecode import LAYOUT, is_with_entry_at, with_entry_layout
 from watchdog_timeout._frames import (
     EDGE,
     INSIDE,
@@ -586,9 +588,10 @@ def test_landing_is_position_before_3_13() -> None:
 # --- with-entry layouts, 3.9 to 3.14, on synthetic bytecode -------------------------
 
 # Opcode numbers of each layout (the values do not matter, only their roles).
-_OPMAP_313 = {"BEFORE_WITH": 53, "CALL": 171, "EXTENDED_ARG": 144, "POP_TOP": 32}
+# Since 3.12 opmap lists the pseudo instructions too (256 and up): SETUP_WITH among them.
+_OPMAP_313 = {"BEFORE_WITH": 53, "CALL": 171, "EXTENDED_ARG": 144, "POP_TOP": 32, "SETUP_WITH": 266}
 _OPMAP_310 = {"SETUP_WITH": 143, "CALL_FUNCTION": 131, "EXTENDED_ARG": 144, "POP_TOP": 1}
-_OPMAP_314 = {"LOAD_SPECIAL": 92, "CALL": 52, "EXTENDED_ARG": 69, "POP_TOP": 31}
+_OPMAP_314 = {"LOAD_SPECIAL": 92, "CALL": 52, "EXTENDED_ARG": 69, "POP_TOP": 31, "SETUP_WITH": 264}
 
 
 def _code(*pairs: tuple[int, int]) -> bytes:
@@ -598,8 +601,42 @@ def _code(*pairs: tuple[int, int]) -> bytes:
 def test_with_entry_layout_per_interpreter() -> None:
     assert with_entry_layout(_OPMAP_313) == "BEFORE_WITH"
     assert with_entry_layout(_OPMAP_310) == "SETUP_WITH"
-    assert with_entry_layout(_OPMAP_314) == "LOAD_SPECIAL"
+    assert with_entry_layout(_OPMAP_314) == "LOAD_SPECIAL"  # its SETUP_WITH is a pseudo
     assert with_entry_layout({"CALL": 1}) is None
+    assert with_entry_layout({"CALL": 1, "SETUP_WITH": 264}) is None
+    assert with_entry_layout(opcode.opmap) == LAYOUT  # this interpreter's, as found at import
+
+
+_UNKNOWN_LAYOUT = """
+import opcode, warnings
+for name in ("BEFORE_WITH", "SETUP_WITH", "LOAD_SPECIAL"):
+    opcode.opmap.pop(name, None)
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import watchdog_timeout
+    from watchdog_timeout import TimeoutExpired, deadline, timeout
+    for _ in range(3):
+        try:
+            with deadline(0.05):
+                while True:
+                    pass
+        except TimeoutExpired:
+            pass
+    timeout(1)(len)("abc")
+print(len(caught), caught[0].category.__name__, caught[0].filename)
+"""
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.9/3.10 need SETUP_WITH elsewhere")
+def test_an_unknown_layout_warns_once_at_the_users_import_and_deadlines_still_fire() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _UNKNOWN_LAYOUT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["1", "RuntimeWarning", "<string>"], done.stderr
 
 
 def test_with_entry_3_14_is_the_call_right_after_load_special_enter() -> None:

@@ -141,11 +141,19 @@ def skip_prefixes(code: CodeType, lasti: int) -> int:
 #: (3.11-3.13), "SETUP_WITH" (3.9/3.10), "LOAD_SPECIAL" (3.14: ``LOAD_SPECIAL
 #: __enter__`` then ``CALL 0``), or None for a layout this module does not know.
 def with_entry_layout(opmap: Mapping[str, int]) -> str | None:
-    """The ``with``-entry layout that an interpreter with opcodes ``opmap`` uses."""
+    """The ``with``-entry layout that an interpreter with opcodes ``opmap`` uses.
+
+    Real opcodes only: since 3.12 ``opmap`` also lists the compiler's pseudo
+    instructions (256 and up), ``SETUP_WITH`` among them (3.13: 266; 3.14: 264,
+    where the entry is ``LOAD_SPECIAL``).
+    """
     for layout in ("BEFORE_WITH", "SETUP_WITH", "LOAD_SPECIAL"):
-        if layout in opmap:
+        if opmap.get(layout, _PSEUDO) < _PSEUDO:
             return layout
     return None
+
+
+_PSEUDO = 256  # the first pseudo instruction's number (opcode.MIN_PSEUDO_OPCODE, 3.12+)
 
 
 def is_with_entry_at(
@@ -173,6 +181,20 @@ def is_with_entry_at(
     )
 
 
+def _importers_level() -> int:
+    # The stack level of the first frame outside this package: the user's import,
+    # which the warning names (warnings counts no frame of importlib's).
+    level, frame = 1, sys._getframe(1)
+    package = __name__.rpartition(".")[0]
+    while frame.f_back is not None:
+        if frame.f_globals.get("__name__", "").partition(".")[0] == package:
+            level += 1
+        elif not frame.f_code.co_filename.startswith("<frozen importlib"):
+            break
+        frame = frame.f_back
+    return level
+
+
 LAYOUT = with_entry_layout(opcode.opmap) if sys.implementation.name == "cpython" else None
 if LAYOUT is None and sys.implementation.name == "cpython":
     warnings.warn(
@@ -180,7 +202,7 @@ if LAYOUT is None and sys.implementation.name == "cpython":
         "`with` statements: deadlines cannot tell where their block ends, so an interrupt "
         "is guarded only by the scope's exit",
         RuntimeWarning,
-        stacklevel=2,
+        stacklevel=_importers_level(),
     )
 
 
