@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -545,6 +546,44 @@ def test_on_expire_unblocks_a_call_whose_own_error_goes_on_with_the_timeout_in_c
         assert isinstance(outcome, (ConnectionError, TimeoutExpired)), repr(outcome)
         if isinstance(outcome, ConnectionError):
             assert any(isinstance(link, TimeoutExpired) for link in _context_chain(outcome))
+
+
+def _count_to(n: int) -> str:
+    """A query that runs in sqlite's C code only: about 0.2 s per million."""
+    return (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < "
+        f"{n}) SELECT count(*) FROM c"
+    )
+
+
+@pytest.mark.parametrize("in_main_thread", [True, False])
+def test_a_c_call_that_on_expire_interrupts_fails_with_its_own_error_every_time(
+    in_main_thread: bool,
+) -> None:
+    # sqlite's own error goes on, with the timeout in its context, also after an
+    # earlier limit ran out during a long C call of the same thread (whose unanswered
+    # wake-up signals once left the main thread sent to directly, in every later scope).
+    def c_call_interrupted() -> BaseException | None:
+        connection = sqlite3.connect(":memory:")
+        try:
+            with deadline(0.1, on_expire=connection.interrupt):
+                connection.execute(_count_to(10**9)).fetchall()
+        except Exception as exc:  # what the call ended with
+            return exc
+        finally:
+            connection.close()
+        return None
+
+    def trials() -> list[BaseException | None]:
+        first = c_call_interrupted()
+        with pytest.raises(TimeoutExpired):  # a limit out while sqlite runs on
+            with deadline(0.02):
+                sqlite3.connect(":memory:").execute(_count_to(10**6)).fetchall()
+        return [first, c_call_interrupted(), c_call_interrupted()]
+
+    for outcome in trials() if in_main_thread else run_in_thread(trials):
+        assert isinstance(outcome, sqlite3.OperationalError), repr(outcome)
+        assert any(isinstance(link, TimeoutExpired) for link in _context_chain(outcome))
 
 
 def test_cleanup_that_raises_after_the_interrupt_keeps_its_error_with_the_timeout() -> None:

@@ -175,6 +175,7 @@ class Deadline(ArmedScope):
         _refuse_coroutine(owner or user_frame(caller, PASS_THROUGH))
         state = current_state()
         retire_left(state, caller, entering=True)  # scopes whose exit was skipped
+        state.wakeups = 0  # it runs Python: signals sent before were answered, or moot
         self._thread = state
         self._owner = owner
         if owner is not None:
