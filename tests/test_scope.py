@@ -576,9 +576,10 @@ def test_a_c_call_that_on_expire_interrupts_fails_with_its_own_error_every_time(
 
     def trials() -> list[BaseException | None]:
         first = c_call_interrupted()
-        with pytest.raises(TimeoutExpired):  # a limit out while sqlite runs on
-            with deadline(0.02):
-                sqlite3.connect(":memory:").execute(_count_to(10**6)).fetchall()
+        with contextlib.closing(sqlite3.connect(":memory:")) as connection:
+            with pytest.raises(TimeoutExpired):  # a limit out while sqlite runs on
+                with deadline(0.02):
+                    connection.execute(_count_to(10**6)).fetchall()
         return [first, c_call_interrupted(), c_call_interrupted()]
 
     for outcome in trials() if in_main_thread else run_in_thread(trials):
