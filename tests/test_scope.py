@@ -747,6 +747,39 @@ def test_deadline_moved_off_its_with_by_pop_all_fires_until_closed() -> None:
     assert scope.expired
 
 
+@pytest.mark.parametrize("entry", ["users-context-manager", "subclass", "helper", "pop-all"])
+def test_deadline_entered_through_user_code_ends_quietly_in_time(entry: str) -> None:
+    # The exit of a scope whose block ended in time: no RuntimeError ("... it is
+    # finished"), nothing that lands afterwards, and the limit lifted.
+    def entered_and_left_in_time() -> Deadline:
+        if entry == "users-context-manager":
+            delegating = _Delegating(0.3)
+            with delegating:
+                spin(0.05)
+            return delegating.scope
+        if entry == "subclass":
+            with _ExtendedDeadline(0.3) as extended:
+                spin(0.05)
+            return extended
+        if entry == "helper":
+            with contextlib.ExitStack() as stack:
+                scope = _enter_in_a_helper(stack, 0.3)
+                spin(0.05)
+            return scope
+        with contextlib.ExitStack() as stack:
+            scope = stack.enter_context(deadline(0.3))
+            kept = stack.pop_all()
+        with kept:
+            spin(0.05)
+        return scope
+
+    for _ in range(5):
+        scope = entered_and_left_in_time()
+        assert not scope.expired
+        assert remaining() is None
+    spin(0.5)  # past every limit: nothing lands
+
+
 def test_deadline_in_a_coroutine_is_refused_with_directions() -> None:
     async def limited() -> None:
         with deadline(0.1):
