@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -57,3 +59,10 @@ def spin_forever() -> None:
     """Busy pure-Python work that never ends on its own."""
     while True:
         pass
+
+
+def run_python(code: str, *, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter (this one's); its output as text."""
+    return subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=timeout
+    )

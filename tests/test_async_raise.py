@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Callable
 
 import pytest
+from helpers import run_python
 
 import watchdog_timeout
 from watchdog_timeout import _async_raise, async_raise, stop_thread
@@ -541,7 +542,5 @@ def test_a_half_run_ctypes_left_by_a_ctrl_c_is_imported_afresh(half_run: str, so
         print("interrupted" if caught else "not interrupted")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
-    )
+    done = run_python(script)
     assert done.stdout.strip() == "interrupted", done.stderr

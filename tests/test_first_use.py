@@ -8,8 +8,7 @@ interpreter; the next scope must then work, in the main thread and in another.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from helpers import run_python
 
 _CUT_SHORT_AT_LINE = """
 import signal, sys, threading, time
@@ -64,13 +63,7 @@ print("cut" if seen[0] >= target else "past", fired == [True, True], installed)
 def test_a_first_use_cut_short_at_any_line_leaves_the_library_working() -> None:
     results = []
     for line in range(1, 60):
-        done = subprocess.run(
-            [sys.executable, "-c", _CUT_SHORT_AT_LINE.replace("{n}", str(line))],
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_python(_CUT_SHORT_AT_LINE.replace("{n}", str(line)))
         cut, works, installed = done.stdout.split() if done.stdout else ("?", "?", "?")
         if cut != "cut":
             break  # past the last line of the first use

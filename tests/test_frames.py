@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dis
 import opcode
-import subprocess
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ from types import CodeType, FrameType, TracebackType
 from typing import Callable, cast
 
 import pytest
+from helpers import run_python
 
 from watchdog_timeout import _bytecode
 from watchdog_timeout._async_raise import send_async_exc
@@ -629,13 +629,7 @@ print(len(caught), caught[0].category.__name__, caught[0].filename)
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="3.9/3.10 need SETUP_WITH elsewhere")
 def test_an_unknown_layout_warns_once_at_the_users_import_and_deadlines_still_fire() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", _UNKNOWN_LAYOUT],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_python(_UNKNOWN_LAYOUT)
     assert done.stdout.split() == ["1", "RuntimeWarning", "<string>"], done.stderr
 
 

@@ -26,7 +26,7 @@ from types import FrameType
 from typing import Any, Callable
 
 import pytest
-from helpers import assert_takes_about, spin, spin_forever
+from helpers import assert_takes_about, run_python, spin, spin_forever
 
 from watchdog_timeout import _monitor, deadline, remaining
 from watchdog_timeout._monitor import Alarm, Monitor
@@ -906,10 +906,7 @@ def test_a_hold_the_main_thread_leaked_is_given_back_though_it_never_enters_agai
     else:  # the monitor thread never started: only the entering thread can ask
         warm_up = "with shield():\n    pass"
         order = f"{leak}\nworker.start()"
-    script = _MAIN_LEAKS_AND_WAITS.format(warm_up=warm_up, order=order)
-    done = subprocess.run(
-        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
-    )
+    done = run_python(_MAIN_LEAKS_AND_WAITS.format(warm_up=warm_up, order=order))
     assert done.stdout.strip() == "fired given back", done.stderr
 
 
@@ -975,12 +972,6 @@ def test_the_monitor_never_imports() -> None:
     # It imports with its lock held: an import waits for the interpreter's import
     # locks, and on 3.9 a Ctrl-C in the main thread's own import can leave one held for
     # good (seen in a SIGINT storm: the monitor waited on it for 12 minutes, and with it
-    # every deadline of the process). What it needs is imported with the package.
-    done = subprocess.run(
-        [sys.executable, "-c", _IMPORTS_BY_THREAD],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    # every deadline of the process). What it needs, the user's thread imports first.
+    done = run_python(_IMPORTS_BY_THREAD)
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
