@@ -123,7 +123,8 @@ def _on_wakeup_signal(signum: int, frame: FrameType | None) -> None:
     code: a hold leaked on 3.9 (Ctrl-C; ``Monitor.release_leaked``), that the
     monitor asks for with this signal while the lock stays busy.
     """
-    if frame is not None and not _library_on_stack(frame):
+    held = monitor.lock._is_owned()  # type: ignore[attr-defined]
+    if held and not _library_on_stack(frame):
         monitor.give_back()
     state = existing_state()  # signal handlers run in the main thread
     if state is None or frame is None:
@@ -173,7 +174,7 @@ def _library_on_stack(frame: FrameType | None) -> bool:
     return False
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE = os.path.dirname(__file__) + os.sep  # as our code objects name their files
 
 
 @protect
