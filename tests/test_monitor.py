@@ -863,18 +863,21 @@ import sys, threading, time
 from watchdog_timeout import TimeoutExpired, deadline, shield
 from watchdog_timeout._monitor import monitor
 {warm_up}
-fired = []
+fired, entered = [], threading.Event()
 def limited():
-    started = time.monotonic()
     try:
-        with deadline(0.2):
+        with deadline(0.5):
+            entered.set()
             while True:
                 pass
     except TimeoutExpired:
-        fired.append(time.monotonic() - started)
+        fired.append(True)
 worker = threading.Thread(target=limited, daemon=True)
 {order}
 worker.join(10)  # the main thread never uses the library again
+give_up = time.monotonic() + 10  # (if the worker fired first: the monitor's idle look)
+while monitor.lock._is_owned() and time.monotonic() < give_up:
+    time.sleep(0.01)
 print("fired" if fired else "never fired", "held" if monitor.lock._is_owned() else "given back")
 """
 
@@ -902,7 +905,7 @@ def test_a_hold_the_main_thread_leaked_is_given_back_though_it_never_enters_agai
     leak = "monitor.lock.acquire()  # the leaked hold: no frame of ours holds it"
     if case == "armed-before-the-leak":
         warm_up = "with deadline(1):\n    pass"
-        order = f"worker.start()\ntime.sleep(0.05)\n{leak}"
+        order = f"worker.start()\nentered.wait(10)\n{leak}"
     else:  # the monitor thread never started: only the entering thread can ask
         warm_up = "with shield():\n    pass"
         order = f"{leak}\nworker.start()"
