@@ -243,14 +243,15 @@ class Monitor:
                 self._wake_up()  # to compact the heap: the monitor's work
 
     def _wake_up(self) -> None:
-        # One C call, and no flag beside it: a wake-up that an exception cuts short
-        # leaves nothing that would hold back the next one. Releasing the lock twice
-        # raises: a wake-up is pending already.
-        if self._thread is not None:
-            try:  # noqa: SIM105 (contextlib.suppress: Python code, on the hot path)
-                self._wake.release()
-            except RuntimeError:
-                pass
+        # Hold ``lock``. No flag beside the semaphore: a wake-up that an exception
+        # cuts short leaves nothing that would hold back the next one. Released only
+        # if none is pending: the callers hold our lock, and the monitor only ever
+        # takes a wake-up, so it stays locked between the look and the release. (A
+        # release that raised when one was pending, and was caught, showed up in the
+        # context chains of unrelated exceptions: twice in loaded local CI runs.)
+        wake = self._wake
+        if self._thread is not None and wake.locked():
+            wake.release()
 
     def pop_due(self, now: float) -> list[AlarmTarget]:
         """Remove and return the targets due at ``now``, earliest first. Hold ``lock``."""
