@@ -4,11 +4,14 @@ On CPython 3.13 an exception raised at the back-edge of a loop written directly 
 ``try`` escapes its ``except``/``finally`` (python/cpython#130279); 3.11/3.12 do the
 same for a one-line ``while 1: pass`` (#108214). Every exception this library sends
 (a deadline's interrupt in any thread, ``async_raise``, ``kill()``) waits for a safe
-landing point, so that the user's own cleanup runs. The counts must be zero.
+landing point, so that the user's own cleanup runs. The counts must be zero. (A loop
+whose only check point is such a back-edge gets it there all the same, or it could
+never be stopped: tests/test_scope.py.)
 """
 
 from __future__ import annotations
 
+import random
 import signal
 import sys
 import threading
@@ -17,7 +20,7 @@ from types import FrameType
 from typing import Callable
 
 import pytest
-from helpers import run_in_thread
+from helpers import run_in_thread, spin
 
 from watchdog_timeout import (
     StoppableThread,
@@ -155,6 +158,91 @@ def test_nothing_lands_after_a_started_watchdog_is_stopped() -> None:
         return landed_after_stop
 
     assert run_in_thread(cycles, timeout=120) == 0
+
+
+#: Start/stop cycles of a watchdog on another thread, its limit running out around stop().
+STOP_CYCLES = 120
+
+
+class _Watched:
+    """A busy thread for the test's watchdogs; records the TimeoutExpired that land in it.
+
+    ``phase`` is ``(cycle, stopped)``, set by the thread that stops the watchdogs;
+    the handler reads it first thing. ``stopped`` is claimed (``claim_stopped``)
+    only once that cycle's ``stop()`` has returned, and only while this thread sits
+    in ``spin()``: then it is not halfway through raising an interrupt it took before
+    ``stop()`` (the exception's ``__init__`` runs before the handler, and a thread
+    switch there would make that one look late). The next cycle starts only once
+    this thread has gone round its loop again (``ran_on``): an interrupt left
+    pending lands before it, and none of the next watchdog's is in flight.
+    """
+
+    def __init__(self) -> None:
+        self.phase = (0, False)
+        self.laps = 0
+        self.done = False
+        self.while_watching = 0
+        self.after_stop: list[int] = []
+        self.died: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, name="test-watched-spinner")
+
+    def _run(self) -> None:
+        try:
+            self._spin_and_record()
+        except BaseException as exc:  # reported by the test, not as a thread warning
+            self.died.append(exc)
+
+    def _spin_and_record(self) -> None:
+        while True:
+            try:
+                while not self.done:
+                    self.laps += 1
+                    spin(0.0005)
+                return
+            except TimeoutExpired:
+                cycle, stopped = self.phase  # first thing: the stopping thread's claim
+                if stopped:
+                    self.after_stop.append(cycle)
+                else:
+                    self.while_watching += 1
+
+    def claim_stopped(self, cycle: int) -> None:
+        """Say that ``cycle``'s watchdog is stopped, if this thread sits in spin()."""
+        top = sys._current_frames().get(self.thread.ident)  # type: ignore[arg-type]
+        if top is not None and top.f_code is spin.__code__:
+            self.phase = (cycle, True)
+
+    def ran_on(self, seconds: float = 10.0) -> bool:
+        """Wait until the thread has begun another lap of its loop (it left spin())."""
+        laps = self.laps
+        give_up = time.monotonic() + seconds
+        while self.laps == laps and not self.died and time.monotonic() < give_up:
+            time.sleep(0.0005)
+        return self.laps != laps
+
+
+def test_nothing_lands_in_another_thread_after_its_watchdog_is_stopped() -> None:
+    # The watched thread is not the one that calls stop(): an interrupt sent an
+    # instant before stop() can still be pending in it (it has not run since), and
+    # stop() must withdraw it. Watching the thread that calls stop() cannot show
+    # this: that thread runs every bytecode up to stop() itself.
+    rng = random.Random(20251125)
+    watched = _Watched()
+    watched.thread.start()
+    try:
+        for cycle in range(1, STOP_CYCLES + 1):
+            seconds = rng.uniform(0.005, 0.015)
+            watched.phase = (cycle, False)
+            dog = Watchdog(seconds).start(watched.thread)
+            spin(seconds + rng.uniform(0.0, 0.02))  # the limit runs out around stop()
+            dog.stop()
+            watched.claim_stopped(cycle)
+            assert watched.ran_on(), f"the watched thread stopped running: {watched.died}"
+    finally:
+        watched.done = True
+        watched.thread.join(10)
+    assert not watched.died
+    assert watched.after_stop == []
 
 
 def test_a_patience_dropped_while_it_waits_gives_the_switch_interval_back() -> None:
