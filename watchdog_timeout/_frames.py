@@ -26,7 +26,9 @@ the handler up after jumping, and are safe; 3.13 checks for interrupts before th
 jump, so an interrupt raised there escapes the block without its ``__exit__``
 (python/cpython#130279; measured: 40 of 40 for ``while cond:`` loops).
 ``position()`` reports such a jump as EDGE, so that the interrupt is sent a moment
-later, when the loop is back inside the block.
+later, when the loop is back inside the block; unless that jump is the loop's only
+check point (``edge_is_the_only_check_point``): then it is sent there all the same,
+or the loop could never be stopped, and the block's handler is skipped.
 
 Up to 3.12 a thread that paused for the GIL raises a pending interrupt where it
 paused; 3.13 reads its "eval breaker" before pausing and raises at the *next*

@@ -397,10 +397,14 @@ def async_raise(thread_or_ident: ThreadOrIdent, exc_type: type[BaseException]) -
     The exception is raised the next time that thread runs Python bytecode. A
     thread blocked in C code (``time.sleep``, a socket read, a lock) raises it
     only when the C call returns; C code that never returns is never interrupted.
-    It is never sent while this library's own bookkeeping runs in the thread, nor
-    where it would land on a loop's back-edge that skips the ``except``/``finally``
-    around the loop (a CPython bug, python/cpython#130279): this call then waits,
-    a few milliseconds usually, up to about 0.1 s of the target's own running.
+    It is never sent while this library's own bookkeeping runs in the thread.
+    Where it would land on a loop's back-edge that skips the ``except``/``finally``
+    around the loop (a CPython bug: python/cpython#130279 on 3.13, #108214 on
+    3.11/3.12), this call waits for the thread to move on, a few milliseconds
+    usually. It sends anyway when that back-edge is the loop's only check point
+    (the loop could not be stopped otherwise), or after about 0.25 s of the
+    target's own CPU time spent only at such points; the ``except``/``finally``
+    around the loop in that function is then skipped.
 
     Examples:
         >>> async_raise(worker, SystemExit)  # doctest: +SKIP
