@@ -60,7 +60,7 @@ def _import_dis() -> None:
 
 def instructions(code: CodeType) -> Any:
     if _dis is None:
-        _import_dis()  # (not reached: load() comes first)
+        _import_dis()  # (the library calls load() first; tests may not)
     return _dis.get_instructions(code)
 
 

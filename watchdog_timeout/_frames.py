@@ -144,26 +144,11 @@ def with_frame(
         and is_with_entry(code, caller.f_lasti)
     ):
         return caller  # ``with deadline():`` itself: the common case, first
-    contextlib = sys.modules.get("contextlib")  # none of its frames without it
-    contextlib_file = getattr(contextlib, "__file__", None)
-    frame: FrameType | None = caller
+    frame = _past_contextlib(caller, transparent)
     while frame is not None:
-        code = frame.f_code
-        back = frame.f_back
-        if (
-            code in transparent
-            or code.co_filename == contextlib_file
-            or (
-                code.co_flags & GENERATOR_FLAGS
-                and back is not None
-                and back.f_code.co_filename == contextlib_file
-            )
-        ):
-            frame = back  # contextlib and the @contextmanager body it drives
-            continue
-        if is_with_entry(code, frame.f_lasti):
+        if is_with_entry(frame.f_code, frame.f_lasti):
             return frame
-        frame = back
+        frame = _past_contextlib(frame.f_back, transparent)
     return None
 
 
@@ -172,13 +157,30 @@ def user_frame(
 ) -> FrameType | None:
     """The innermost frame, from ``caller`` outwards, that is neither contextlib's nor
     ``transparent``: whose code entered the scope (``stack.enter_context(...)``)."""
+    return _past_contextlib(caller, transparent)
+
+
+def _past_contextlib(
+    frame: FrameType | None, transparent: AbstractSet[CodeType]
+) -> FrameType | None:
+    # ``frame`` or the first frame outwards that is not contextlib's, nor a
+    # @contextmanager body that contextlib drives, nor ``transparent`` code.
     contextlib_file = getattr(sys.modules.get("contextlib"), "__file__", None)
-    frame: FrameType | None = caller
-    while frame is not None and (
-        frame.f_code in transparent or frame.f_code.co_filename == contextlib_file
-    ):
-        frame = frame.f_back
-    return frame
+    while frame is not None:
+        code = frame.f_code
+        back = frame.f_back
+        if not (
+            code in transparent
+            or code.co_filename == contextlib_file
+            or (
+                code.co_flags & GENERATOR_FLAGS
+                and back is not None
+                and back.f_code.co_filename == contextlib_file
+            )
+        ):
+            return frame
+        frame = back
+    return None
 
 
 def resolve_marker(code: CodeType, lasti: int) -> Marker:

@@ -107,10 +107,7 @@ def _nobody_to_ask(owner: int | None) -> None:
 def _owner_of(lock: Any) -> int | None:
     # The ident of the thread that holds ``lock`` (an RLock), from its repr: "<locked
     # _thread.RLock object owner=140... count=1 at 0x...>". For a lock that stays busy.
-    text = repr(lock)
-    start = text.find("owner=") + len("owner=")
-    end = text.find(" ", start)
-    digits = text[start:end] if start >= len("owner=") and end > start else ""
+    digits = repr(lock).partition(" owner=")[2].partition(" ")[0]
     return int(digits) if digits.isdigit() and digits != "0" else None
 
 
@@ -199,12 +196,9 @@ class Monitor:
         lock = self.lock
         while lock._is_owned():  # type: ignore[attr-defined]  # (give_back, inline: hot path)
             lock.release()
-        if _WITH_MAY_LEAK:
-            if lock.acquire(False):
-                lock.release()
-            else:
-                self._take()
-                lock.release()
+        if _WITH_MAY_LEAK:  # (a free lock: _take() returns at once)
+            self._take()
+            lock.release()
 
     def give_back(self) -> None:
         """Release every hold of the lock by this thread (a hold known to be leaked)."""

@@ -84,8 +84,7 @@ def _ask_main_to_give_back(owner: int | None) -> None:
     # Called while the monitor's lock stays busy, held by ``owner``: the handler gives
     # back a hold that the main thread leaked (Monitor.release_leaked). Only then:
     # a main thread slow in our code (a tracer) must not be signalled again and again.
-    main = threading.main_thread().ident
-    if owner is None or owner != main or not _wakeup_ready():
+    if owner is None or owner != threading.main_thread().ident or not _wakeup_ready():
         return
     if _library_on_stack(sys._current_frames().get(owner)):
         return  # held by our code there, not leaked
@@ -168,13 +167,13 @@ def _library_on_stack(frame: FrameType | None) -> bool:
     # Whether code of this package runs in the frame or under it: only there can the
     # thread hold the monitor's lock without having leaked it.
     while frame is not None:
-        if frame.f_code.co_filename.startswith(_PACKAGE):
+        if frame.f_globals.get("__name__", "").partition(".")[0] == _PACKAGE:
             return True
         frame = frame.f_back
     return False
 
 
-_PACKAGE = os.path.dirname(__file__) + os.sep  # as our code objects name their files
+_PACKAGE = __name__.partition(".")[0]
 
 
 @protect
